@@ -1,0 +1,218 @@
+"""The seed's networks made real: the shared feature extractor, task heads, the multi-task model.
+
+``FeatureExtractor`` and ``Classifier`` keep the seed article's layers and names exactly (so its
+state dicts load), adding only checks that turn a shape mismatch deep inside ``F.linear`` into
+a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURE_SHAPE = (64, 7, 7)  # what the seed's extractor gives for a 3 x 28 x 28 input
+INPUT_SHAPE = (3, 28, 28)
+
+
+def _check_images(x: torch.Tensor, channels: int, size: tuple[int, int] | None, who: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{who} expects a batch of images N x C x H x W, got {got}")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{who} expects {channels} input channels (N x {channels} x H x W), got "
+            f"{x.shape[1]} (input shape {tuple(x.shape)})"
+        )
+    if size is not None and tuple(x.shape[2:]) != size:
+        raise ValueError(
+            f"{who} expects {size[0]} x {size[1]} images, got {x.shape[2]} x {x.shape[3]} "
+            f"(input shape {tuple(x.shape)}): its output must be 64 x 7 x 7 to fit the seed's "
+            "Classifier (Linear(64 * 7 * 7, 128)); resize the images, or use "
+            "AdaptiveFeatureExtractor for other sizes"
+        )
+
+
+class FeatureExtractor(nn.Module):
+    """The seed's shared CNN: two 3x3 convolutions with ReLU, each followed by 2x2 max-pooling.
+
+    Shapes: N x 3 x 28 x 28 in, N x 64 x 7 x 7 out (28 -> 14 -> 7). Other sizes are refused,
+    because the seed's heads hard-code ``64 * 7 * 7`` input features.
+    """
+
+    in_channels = 3
+    input_size: tuple[int, int] | None = (28, 28)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, stride=1, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1, padding=1)
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x 3 x 28 x 28 -> N x 64 x 7 x 7."""
+        _check_images(x, self.in_channels, self.input_size, type(self).__name__)
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        return x
+
+
+class AdaptiveFeatureExtractor(FeatureExtractor):
+    """The seed's extractor made size-agnostic: adaptive average pooling to 64 x 7 x 7.
+
+    Any input of at least 4 x 4 pixels gives N x 64 x 7 x 7, so the seed's heads fit. For
+    28 x 28 inputs the extra pooling is the identity, so weights carry over from the seed's
+    ``FeatureExtractor`` and give the same features.
+    """
+
+    input_size = None
+
+    def __init__(self, out_size: int = 7) -> None:
+        super().__init__()
+        self.fit = nn.AdaptiveAvgPool2d(out_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x 3 x H x W (H, W >= 4) -> N x 64 x out_size x out_size."""
+        _check_images(x, self.in_channels, None, type(self).__name__)
+        if min(x.shape[2:]) < 4:
+            raise ValueError(
+                f"AdaptiveFeatureExtractor expects images of at least 4 x 4 pixels (two 2x2 "
+                f"poolings), got {x.shape[2]} x {x.shape[3]}"
+            )
+        return self.fit(super().forward(x))
+
+
+class Classifier(nn.Module):
+    """The seed's classification head: flatten 64 x 7 x 7 -> 128 (ReLU) -> ``num_classes``.
+
+    Shapes: N x 64 x 7 x 7 features in, N x num_classes logits out.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"argument 'num_classes' is {num_classes!r}, expected an int >= 2")
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x 64 x 7 x 7 -> N x num_classes."""
+        if x.ndim < 2 or x[0].numel() != self.fc1.in_features:
+            raise ValueError(
+                f"Classifier expects features N x 64 x 7 x 7 ({self.fc1.in_features} per "
+                f"sample), got shape {tuple(x.shape)}"
+            )
+        x = x.view(x.size(0), -1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+class DenseHead(nn.Module):
+    """A segmentation head: 64 x 7 x 7 features -> ``num_classes`` x 28 x 28 per-pixel logits.
+
+    Two stride-2 transposed convolutions undo the backbone's two poolings (7 -> 14 -> 28).
+    It only sees the 7 x 7 bottleneck, so detail finer than 4 x 4 pixels must be re-invented:
+    the limit notebook 02 measures.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 64) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"argument 'num_classes' is {num_classes!r}, expected an int >= 2")
+        self.up1 = nn.ConvTranspose2d(in_channels, 32, kernel_size=2, stride=2)
+        self.up2 = nn.ConvTranspose2d(32, 16, kernel_size=2, stride=2)
+        self.out = nn.Conv2d(16, num_classes, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x 64 x 7 x 7 -> N x num_classes x 28 x 28."""
+        if x.ndim != 4 or x.shape[1] != self.up1.in_channels:
+            raise ValueError(
+                f"DenseHead expects features N x {self.up1.in_channels} x H x W, got shape "
+                f"{tuple(x.shape)}"
+            )
+        x = F.relu(self.up1(x))
+        x = F.relu(self.up2(x))
+        return self.out(x)
+
+
+class MultiTaskModel(nn.Module):
+    """Hard parameter sharing: one backbone, one head per task.
+
+    ``forward(x)`` returns ``{task: head(backbone(x))}``; a single-task model is the same class
+    with one head.
+
+    Args:
+        backbone: maps N x 3 x H x W images to features (N x 64 x 7 x 7 for the seed's).
+        heads: one module per task name, each mapping the features to that task's output.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        if not isinstance(heads, Mapping) or not heads:
+            raise ValueError(f"argument 'heads' is {heads!r}, expected a non-empty dict of modules")
+        for name, head in heads.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"head name {name!r} must be a valid identifier string")
+            if not isinstance(head, nn.Module):
+                raise TypeError(f"head {name!r} is a {type(head).__name__}, expected an nn.Module")
+        self.backbone = backbone
+        self.heads = nn.ModuleDict(dict(heads))
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.heads.keys())
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """x: N x 3 x H x W -> ``{task: output}`` (and the shared features if asked)."""
+        features = self.backbone(x)
+        outputs = {name: head(features) for name, head in self.heads.items()}
+        return (outputs, features) if return_features else outputs
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        if task not in self.heads:
+            raise KeyError(f"task {task!r} is not one of this model's tasks {self.tasks}")
+        return list(self.heads[task].parameters())
+
+    def parameter_report(self) -> dict[str, int]:
+        """Parameter counts: ``{"shared": n, <task>: n, ..., "total": n}``."""
+        report = {"shared": count_parameters(self.backbone)}
+        report.update({name: count_parameters(head) for name, head in self.heads.items()})
+        report["total"] = count_parameters(self)
+        return report
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters in ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def shape_trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...], int]]:
+    """Run ``model`` on ``x`` and list every leaf module call in order.
+
+    Returns rows ``(name, output shape, parameters)``; a module called twice (the seed's one
+    ``pool``) appears twice, and functional calls such as ``F.relu`` do not appear at all.
+    """
+    rows: list[tuple[str, tuple[int, ...], int]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            def record(
+                mod: nn.Module, inputs: object, output: torch.Tensor, name: str = name
+            ) -> None:
+                rows.append((name, tuple(output.shape), count_parameters(mod)))
+
+            hooks.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows

@@ -1,0 +1,123 @@
+"""The course's figures. Each function returns its Figure; the notebook calls ``plt.show()``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+# Mask overlay colours: background transparent, left digit orange, right digit blue.
+MASK_COLOURS = ((0.0, 0.0, 0.0, 0.0), (1.0, 0.55, 0.0, 0.6), (0.1, 0.45, 1.0, 0.6))
+MASK_NAMES = ("background", "left", "right")
+
+
+def _as_image(image: torch.Tensor) -> np.ndarray:
+    """C x H x W tensor (float in [0, 1] or uint8) -> H x W x C array for imshow."""
+    image = image.detach().cpu()
+    if image.dtype == torch.uint8:
+        image = image.float() / 255
+    return image.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_samples(
+    batch: Mapping[str, torch.Tensor],
+    n: int = 8,
+    title: str = "MultiDigits samples",
+    predictions: Mapping[str, torch.Tensor] | None = None,
+) -> Figure:
+    """A grid of samples: the images with both labels above, and the masks overlaid below.
+
+    Args:
+        batch: ``image`` B x 3 x H x W, ``left``/``right`` B, optionally ``mask`` B x H x W.
+        n: how many samples (columns) to show.
+        title: the figure's title.
+        predictions: optional ``left``/``right`` B predicted classes, shown after the labels
+            (a wrong one is marked in red).
+    """
+    images = batch["image"]
+    n = min(n, len(images))
+    if n < 1:
+        raise ValueError("argument 'batch' holds no samples to show")
+    rows = 2 if "mask" in batch else 1
+    fig, axes = plt.subplots(rows, n, figsize=(1.4 * n, 1.55 * rows + 0.5), squeeze=False)
+    cmap = ListedColormap(MASK_COLOURS)
+    for i in range(n):
+        ax = axes[0, i]
+        ax.imshow(_as_image(images[i]))
+        label = f"L {int(batch['left'][i])} | R {int(batch['right'][i])}"
+        colour = "black"
+        if predictions is not None:
+            pl, pr = int(predictions["left"][i]), int(predictions["right"][i])
+            label += f"\npred {pl} | {pr}"
+            if (pl, pr) != (int(batch["left"][i]), int(batch["right"][i])):
+                colour = "red"
+        ax.set_title(label, fontsize=9, color=colour)
+        if rows == 2:
+            grey = _as_image(images[i]).max(axis=2)
+            axes[1, i].imshow(grey, cmap="gray")
+            axes[1, i].imshow(batch["mask"][i].cpu().numpy(), cmap=cmap, vmin=0, vmax=2,
+                              interpolation="nearest")
+    for ax in axes.flat:
+        ax.axis("off")
+    if rows == 2:
+        handles = [Patch(color=MASK_COLOURS[k], label=MASK_NAMES[k]) for k in (1, 2)]
+        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 if rows == 2 else 0, 1, 1))
+    return fig
+
+
+def show_feature_maps(maps: torch.Tensor, n: int = 16, title: str = "Feature maps") -> Figure:
+    """The first ``n`` channels of one sample's feature maps (C x H x W), one panel each."""
+    if maps.ndim != 3:
+        raise ValueError(f"argument 'maps' has shape {tuple(maps.shape)}, expected C x H x W")
+    maps = maps.detach().cpu()
+    n = min(n, maps.shape[0])
+    cols = min(8, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.4 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(maps[k].numpy(), cmap="viridis")
+            ax.set_title(f"channel {k}", fontsize=8)
+    fig.suptitle(f"{title} ({maps.shape[1]} x {maps.shape[2]} each)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_counts(
+    counts: Mapping[str, torch.Tensor], title: str = "Class balance", xlabel: str = "digit class"
+) -> Figure:
+    """Side-by-side bars of per-class counts, one bar series per entry of ``counts``."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    k = len(counts)
+    width = 0.8 / max(k, 1)
+    for j, (name, c) in enumerate(counts.items()):
+        c = torch.as_tensor(c).cpu().numpy()
+        ax.bar(np.arange(len(c)) + (j - (k - 1) / 2) * width, c, width, label=name)
+    ax.set_xticks(np.arange(len(c)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("samples")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(values: Sequence[float], labels: Sequence[str], title: str, ylabel: str) -> Figure:
+    """A simple labelled bar chart (parameter counts per layer, costs, ...)."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(range(len(values)), values, color="tab:blue")
+    ax.set_xticks(range(len(values)), labels, rotation=0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    for x, v in enumerate(values):
+        ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,101 @@
+"""The seed's backbone and heads: shapes, parameter counts, clear errors on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mtlaug_lib.models import (
+    AdaptiveFeatureExtractor,
+    Classifier,
+    DenseHead,
+    FeatureExtractor,
+    MultiTaskModel,
+    count_parameters,
+    shape_trace,
+)
+
+
+def test_feature_extractor_is_the_seeds() -> None:
+    net = FeatureExtractor()
+    assert net(torch.zeros(2, 3, 28, 28)).shape == (2, 64, 7, 7)
+    assert list(net.state_dict()) == [
+        "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+    ]
+    assert count_parameters(net) == (3 * 9 * 32 + 32) + (32 * 9 * 64 + 64)
+    # The forward is conv -> relu -> pool twice, written out by hand.
+    x = torch.randn(4, 3, 28, 28)
+    h = F.max_pool2d(F.relu(net.conv1(x)), 2)
+    h = F.max_pool2d(F.relu(net.conv2(h)), 2)
+    assert torch.equal(net(x), h)
+
+
+@pytest.mark.parametrize(
+    ("shape", "pattern"),
+    [
+        ((2, 1, 28, 28), r"expects 3 input channels .* got 1"),
+        ((2, 3, 224, 224), r"expects 28 x 28 images, got 224 x 224"),
+        ((2, 3, 32, 28), r"expects 28 x 28 images, got 32 x 28"),
+        ((3, 28, 28), r"expects a batch of images N x C x H x W, got \(3, 28, 28\)"),
+    ],
+)
+def test_feature_extractor_bad_input(shape: tuple[int, ...], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        FeatureExtractor()(torch.zeros(shape))
+
+
+def test_adaptive_extractor_fits_any_size_and_matches_at_28() -> None:
+    seed = FeatureExtractor()
+    net = AdaptiveFeatureExtractor()
+    net.load_state_dict(seed.state_dict())
+    x = torch.randn(2, 3, 28, 28)
+    assert torch.allclose(net(x), seed(x))
+    for size in [(224, 224), (32, 48), (9, 9)]:
+        assert net(torch.zeros(1, 3, *size)).shape == (1, 64, 7, 7)
+    with pytest.raises(ValueError, match="at least 4 x 4"):
+        net(torch.zeros(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="expects 3 input channels"):
+        net(torch.zeros(1, 4, 28, 28))
+
+
+def test_classifier_is_the_seeds() -> None:
+    head = Classifier(10)
+    assert head(torch.zeros(5, 64, 7, 7)).shape == (5, 10)
+    assert count_parameters(head) == 64 * 7 * 7 * 128 + 128 + 128 * 10 + 10
+    with pytest.raises(ValueError, match=r"features N x 64 x 7 x 7 \(3136 per sample\), got"):
+        head(torch.zeros(5, 64, 56, 56))
+    with pytest.raises(ValueError, match="num_classes"):
+        Classifier(1)
+
+
+def test_dense_head_gives_per_pixel_logits() -> None:
+    head = DenseHead(3)
+    assert head(torch.zeros(2, 64, 7, 7)).shape == (2, 3, 28, 28)
+    with pytest.raises(ValueError, match="DenseHead expects features"):
+        head(torch.zeros(2, 32, 7, 7))
+
+
+def test_multitask_model_returns_a_dict_and_reports_sharing() -> None:
+    model = MultiTaskModel(
+        FeatureExtractor(), {"left": Classifier(10), "right": Classifier(10), "mask": DenseHead(3)}
+    )
+    out, feats = model(torch.zeros(2, 3, 28, 28), return_features=True)
+    assert set(out) == {"left", "right", "mask"} and feats.shape == (2, 64, 7, 7)
+    report = model.parameter_report()
+    assert report["shared"] == count_parameters(model.backbone)
+    assert report["shared"] + report["left"] + report["right"] + report["mask"] == report["total"]
+    assert model.tasks == ("left", "right", "mask")
+    with pytest.raises(KeyError, match="'sum' is not one of"):
+        model.task_parameters("sum")
+    with pytest.raises(ValueError, match="non-empty dict"):
+        MultiTaskModel(FeatureExtractor(), {})
+
+
+def test_shape_trace_lists_calls_in_order() -> None:
+    rows = shape_trace(FeatureExtractor(), torch.zeros(1, 3, 28, 28))
+    assert [r[0] for r in rows] == ["conv1", "pool", "conv2", "pool"]
+    assert [r[1] for r in rows] == [
+        (1, 32, 28, 28), (1, 32, 14, 14), (1, 64, 14, 14), (1, 64, 7, 7)
+    ]
+    assert [r[2] for r in rows] == [896, 0, 18496, 0]

@@ -1,0 +1,80 @@
+"""pyproject.toml and environment.yml name the same dependencies; the README's commands exist."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _environment_pip_lines() -> list[str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    pip = []
+    for line in lines[start + 1:]:
+        stripped = line.strip()
+        if stripped.startswith("#") or not stripped:
+            continue
+        if not line.startswith(" " * 6 + "- "):
+            break
+        pip.append(stripped[2:])
+    return pip
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject() -> None:
+    project = _pyproject()["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    pip = [line for line in _environment_pip_lines() if not line.startswith("-e")]
+    assert sorted(map(_name, pip)) == sorted(map(_name, wanted))
+    # Same version bounds, not only the same names.
+    assert sorted(p.replace(" ", "") for p in pip) == sorted(w.replace(" ", "") for w in wanted)
+    assert "-e ." in _environment_pip_lines()
+
+
+def test_no_upper_pins_and_torch_within_what_installs_here() -> None:
+    project = _pyproject()["project"]
+    for req in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        assert "<" not in req and "==" not in req, f"{req!r} pins an upper bound"
+    assert project["requires-python"] == ">=3.10"
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_them() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'python -m pip install -e ".[dev]"' in readme
+    assert 'python -m pip install -e ".[dev]"' in ci
+    assert re.search(r"^pytest$", readme, re.M)
+    assert re.search(r"^\s*pytest\b", ci, re.M)
+
+
+def test_pytest_runs_notebooks_under_nbval_strict() -> None:
+    options = _pyproject()["tool"]["pytest"]["ini_options"]
+    assert "notebooks" in options["testpaths"] and "tests" in options["testpaths"]
+    flags = ("--nbval ", "--nbval-current-env", "--nbval-sanitize-with tests/nbval_sanitize.cfg")
+    for flag in flags:
+        assert flag in options["addopts"] + " "
+    assert "--nbval-lax" not in options["addopts"]
+
+
+def test_sanitize_file_pairs_every_regex_with_a_replace() -> None:
+    lines = [line for line in (ROOT / "tests" / "nbval_sanitize.cfg").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    for i, line in enumerate(lines):
+        if line.startswith("regex:"):
+            assert lines[i + 1].startswith("replace:"), f"regex without replace: {line}"
+            re.compile(line.split(":", 1)[1].strip())
