@@ -441,8 +441,8 @@ class TensorLoader:
     Args:
         dataset: a ``ComposedDigits`` (``MultiDigits`` or ``MultiMNIST``).
         batch_size: samples per batch; the last batch may be smaller unless ``drop_last``.
-        shuffle: draw a new order each epoch from ``generator`` (seeded from ``seed``).
-        seed: seeds the shuffling generator (on the CPU).
+        shuffle: draw a new order each epoch, from ``(seed, epoch)`` on the CPU.
+        seed: decides the shuffled orders.
         device: where batches go.
     """
 
@@ -470,7 +470,16 @@ class TensorLoader:
         self.shuffle = shuffle
         self.device = torch.device(device)
         self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(_check_seed(seed))
+        self.seed = _check_seed(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the next pass's order to epoch ``epoch``'s (as ``DistributedSampler.set_epoch``).
+
+        Each epoch's order depends only on ``(seed, epoch)``, so a run resumed from a checkpoint
+        sees the same batches as an uninterrupted one.
+        """
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -478,7 +487,12 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[Sample]:
         n = len(self.dataset)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        self.epoch += 1  # the next pass, unless set_epoch says otherwise
         for b in range(len(self)):
             index = order[b * self.batch_size:(b + 1) * self.batch_size]
             batch = self.dataset.batch(index)

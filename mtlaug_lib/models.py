@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tasks import CLASSIFICATION, Task
+
 FEATURE_SHAPE = (64, 7, 7)  # what the seed's extractor gives for a 3 x 28 x 28 input
 INPUT_SHAPE = (3, 28, 28)
 
@@ -216,3 +218,32 @@ def shape_trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int,
         for h in hooks:
             h.remove()
     return rows
+
+
+def make_model(
+    tasks: Mapping[str, Task], backbone: nn.Module | None = None, seed: int | None = None
+) -> MultiTaskModel:
+    """A ``MultiTaskModel`` with one head per task: the seed's ``Classifier`` for
+    classification tasks, ``DenseHead`` for segmentation tasks.
+
+    Args:
+        tasks: the tasks, by name (their order is the heads' order).
+        backbone: the shared extractor (default: the seed's ``FeatureExtractor``).
+        seed: if given, the initial weights are drawn on the CPU from this seed without
+            touching the global random state, so the same seed gives the same model anywhere.
+    """
+    if not tasks:
+        raise ValueError("argument 'tasks' is empty, expected at least one Task")
+
+    def build() -> MultiTaskModel:
+        heads = {
+            name: (Classifier if t.kind == CLASSIFICATION else DenseHead)(t.num_classes)
+            for name, t in tasks.items()
+        }
+        return MultiTaskModel(backbone if backbone is not None else FeatureExtractor(), heads)
+
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

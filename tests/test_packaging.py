@@ -49,7 +49,8 @@ def test_environment_yml_names_the_same_packages_as_pyproject() -> None:
 def test_no_upper_pins_and_torch_within_what_installs_here() -> None:
     project = _pyproject()["project"]
     for req in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
-        assert "<" not in req and "==" not in req, f"{req!r} pins an upper bound"
+        spec = req.split(";")[0]  # the environment marker may compare versions
+        assert "<" not in spec and "==" not in spec, f"{req!r} pins an upper bound"
     assert project["requires-python"] == ">=3.10"
 
 
@@ -59,7 +60,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_them() -> None:
     assert 'python -m pip install -e ".[dev]"' in readme
     assert 'python -m pip install -e ".[dev]"' in ci
     assert re.search(r"^pytest$", readme, re.M)
-    assert re.search(r"^\s*pytest\b", ci, re.M)
+    assert re.search(r"^(time )?pytest$", ci, re.M)  # the README's command, no extra options
 
 
 def test_pytest_runs_notebooks_under_nbval_strict() -> None:

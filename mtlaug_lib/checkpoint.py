@@ -1,0 +1,123 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``, refused when they do not fit.
+
+A checkpoint is a dict of tensors and plain Python values (no pickled classes), so loading it
+runs no code from the file. It records the model's signature (task names and every parameter's
+shape) so that a checkpoint of another architecture or task set is refused with a message that
+says what differs, instead of a long ``load_state_dict`` traceback or, worse, a silent partial
+load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = 1
+
+
+def model_signature(model: nn.Module) -> dict[str, Any]:
+    """``{"tasks": [...], "shapes": {name: [dims]}}`` for every parameter and buffer."""
+    tasks = list(getattr(model, "tasks", ()))
+    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
+    return {"tasks": tasks, "shapes": shapes}
+
+
+def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    if saved["tasks"] != current["tasks"]:
+        return (
+            f"it was saved from a model with tasks {saved['tasks']}, this model has "
+            f"{current['tasks']}"
+        )
+    s, c = saved["shapes"], current["shapes"]
+    missing = [k for k in c if k not in s]
+    extra = [k for k in s if k not in c]
+    resized = [f"{k}: saved {s[k]}, here {c[k]}" for k in c if k in s and s[k] != c[k]]
+    parts = []
+    if missing:
+        parts.append(f"it lacks {missing[:3]}")
+    if extra:
+        parts.append(f"it has parameters this model does not: {extra[:3]}")
+    if resized:
+        parts.append(f"shapes differ ({'; '.join(resized[:3])})")
+    return ", ".join(parts) or "its architecture differs"
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    history: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write model, optimizer, scheduler and history to ``path`` atomically.
+
+    The file is written to a temporary name in the same folder and renamed over ``path``, so a
+    crash mid-write leaves the previous checkpoint intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "signature": model_signature(model),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": history,
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint into ``model`` (and optimizer, scheduler); return its ``history`` and
+    ``extra`` entries as ``{"history": ..., "extra": ...}``.
+
+    Loaded with ``weights_only=True``. Tensors go to the model's device. A checkpoint from
+    another model is refused before anything is changed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"argument 'path': no checkpoint file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise RuntimeError(
+            f"checkpoint {path} could not be read ({err}); it may be damaged"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a checkpoint of this library (format {FORMAT})")
+    current = model_signature(model)
+    if state["signature"] != current:
+        raise ValueError(
+            f"checkpoint {path} does not fit this model: "
+            f"{_describe_mismatch(state['signature'], current)}"
+        )
+    if optimizer is not None and state["optimizer"] is None:
+        raise ValueError(f"checkpoint {path} holds no optimizer state to resume from")
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return {"history": state["history"], "extra": state["extra"]}

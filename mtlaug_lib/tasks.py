@@ -1,0 +1,217 @@
+"""A task, declared once: name, kind, classes, loss, metrics, and its labels' augmentation rules.
+
+Everything else is driven from these declarations: ``make_model`` builds one head per task,
+``MultiTaskLoss`` computes one loss per task, ``evaluate`` keeps one meter per task, and the
+augmentation audit (notebook 03) asks each task what a transform does to its labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+CLASSIFICATION = "classification"
+SEGMENTATION = "segmentation"
+KINDS = (CLASSIFICATION, SEGMENTATION)
+
+
+class LabelEffect(str, Enum):
+    """What a kind of transform does to a task's labels."""
+
+    KEEPS = "keeps"  # the labels stay right as they are (colour jitter for a digit class)
+    MOVES = "moves"  # the labels must go through the same transform (a mask under rotation)
+    BREAKS = "breaks"  # the labels become wrong (a mirror image of a left digit)
+    MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
+
+
+# Kinds of transform that the augmentation audit knows.
+TRANSFORM_KINDS = ("photometric", "geometric", "horizontal_flip", "mixing")
+
+_DEFAULT_EFFECTS = {
+    CLASSIFICATION: {
+        "photometric": LabelEffect.KEEPS,
+        "geometric": LabelEffect.KEEPS,  # small rotations, shifts and scales keep a class
+        "horizontal_flip": LabelEffect.KEEPS,
+        "mixing": LabelEffect.MIXES,
+    },
+    SEGMENTATION: {
+        "photometric": LabelEffect.KEEPS,
+        "geometric": LabelEffect.MOVES,
+        "horizontal_flip": LabelEffect.MOVES,
+        "mixing": LabelEffect.MIXES,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a multi-task model.
+
+    Attributes:
+        name: the key of the task's output in the model's dict and of its labels in a batch.
+        kind: ``"classification"`` (labels int64 B) or ``"segmentation"`` (labels int64 B x H x W).
+        num_classes: classes (for segmentation: per pixel, background included).
+        class_names: optional names of the classes.
+        augmentation: what each kind of transform does to the labels (see ``LabelEffect``);
+            kinds left out take the defaults of the task's kind.
+    """
+
+    name: str
+    kind: str
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    augmentation: Mapping[str, LabelEffect] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"task name {self.name!r} must be a valid identifier string")
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: kind is {self.kind!r}, expected one of {KINDS}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or (
+            self.num_classes < 2
+        ):
+            raise ValueError(
+                f"task {self.name!r}: num_classes is {self.num_classes!r}, expected an int >= 2"
+            )
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"task {self.name!r}: {len(self.class_names)} class names for "
+                f"{self.num_classes} classes"
+            )
+        effects = dict(_DEFAULT_EFFECTS[self.kind])
+        for kind, effect in self.augmentation.items():
+            if kind not in TRANSFORM_KINDS:
+                raise ValueError(
+                    f"task {self.name!r}: unknown transform kind {kind!r}, expected one of "
+                    f"{TRANSFORM_KINDS}"
+                )
+            effects[kind] = LabelEffect(effect)
+        object.__setattr__(self, "augmentation", effects)
+
+    # ---- labels and loss ---------------------------------------------------------------------
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric that summarises the task (higher is better for both kinds)."""
+        return "accuracy" if self.kind == CLASSIFICATION else "miou"
+
+    def check_labels(self, output: torch.Tensor, labels: torch.Tensor) -> None:
+        """Raise a clear error if ``labels`` do not fit this task and ``output``.
+
+        Shapes: classification output B x C, labels B; segmentation output B x C x H x W,
+        labels B x H x W. Labels must be integers in ``[0, num_classes)``.
+        """
+        if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(
+                f"task {self.name!r}: labels have dtype {labels.dtype}, expected integer class "
+                "indices"
+            )
+        expected = (output.shape[0],) + tuple(output.shape[2:])
+        if tuple(labels.shape) != expected:
+            raise ValueError(
+                f"task {self.name!r}: labels have shape {tuple(labels.shape)}, expected "
+                f"{expected} to match the output {tuple(output.shape)}"
+            )
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(
+                    f"task {self.name!r}: labels range over [{lo}, {hi}], expected classes in "
+                    f"[0, {self.num_classes - 1}]"
+                )
+
+    def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (over samples, and pixels for segmentation); a scalar tensor."""
+        return F.cross_entropy(output, labels.long())
+
+    def meter(self) -> TaskMeter:
+        return TaskMeter(self)
+
+
+class TaskMeter:
+    """Accumulates a task's metrics over batches.
+
+    Classification: ``accuracy``. Segmentation: ``miou`` (mean over classes of
+    intersection / union, from a confusion matrix summed over all pixels) and
+    ``pixel_accuracy``. Both: the mean ``loss`` per sample.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.confusion = torch.zeros(task.num_classes, task.num_classes, dtype=torch.int64)
+        self.loss_sum = 0.0
+        self.samples = 0
+
+    @torch.no_grad()
+    def update(self, output: torch.Tensor, labels: torch.Tensor, loss: float | None = None) -> None:
+        """output: B x C (x H x W) logits; labels: B (x H x W); loss: the batch's mean loss."""
+        k = self.task.num_classes
+        pred = output.argmax(dim=1).flatten()
+        index = labels.flatten().long() * k + pred
+        self.confusion += torch.bincount(index, minlength=k * k).view(k, k).cpu()
+        if loss is not None:
+            self.loss_sum += float(loss) * len(output)
+        self.samples += len(output)
+
+    def compute(self) -> dict[str, float]:
+        c = self.confusion.double()
+        correct = float(c.diag().sum())
+        total = float(c.sum())
+        result: dict[str, float] = {}
+        if self.samples:
+            result["loss"] = self.loss_sum / self.samples
+        if self.task.kind == CLASSIFICATION:
+            result["accuracy"] = correct / total if total else math.nan
+        else:
+            union = c.sum(0) + c.sum(1) - c.diag()
+            present = union > 0  # a class absent from labels and predictions does not count
+            iou = c.diag()[present] / union[present]
+            result["miou"] = float(iou.mean()) if present.any() else math.nan
+            result["pixel_accuracy"] = correct / total if total else math.nan
+        return result
+
+
+def multidigits_tasks() -> dict[str, Task]:
+    """The course's three tasks on MultiDigits: ``left``, ``right`` and ``mask``.
+
+    A horizontal flip mirrors the digits and swaps the sides, so it breaks ``left`` and
+    ``right``; for the mask it also moves the left digit's pixels to the right (it breaks the
+    MultiMNIST layout, so the mask declares it as breaking too).
+    """
+    digits = tuple(str(d) for d in range(10))
+    return {
+        "left": Task("left", CLASSIFICATION, 10, digits, {"horizontal_flip": LabelEffect.BREAKS}),
+        "right": Task("right", CLASSIFICATION, 10, digits, {"horizontal_flip": LabelEffect.BREAKS}),
+        "mask": Task(
+            "mask", SEGMENTATION, 3, ("background", "left", "right"),
+            {"horizontal_flip": LabelEffect.BREAKS},
+        ),
+    }
+
+
+def select_tasks(tasks: Mapping[str, Task], names: Sequence[str]) -> dict[str, Task]:
+    """The tasks named in ``names``, in that order; an unknown name is a clear error."""
+    unknown = [n for n in names if n not in tasks]
+    if unknown:
+        raise KeyError(f"unknown task(s) {unknown}, expected names from {tuple(tasks)}")
+    return {n: tasks[n] for n in names}
+
+
+def multitask_score(
+    multi: Mapping[str, float], single: Mapping[str, float], tasks: Mapping[str, Task]
+) -> float:
+    """Vandenhende et al.'s multi-task score: the mean relative change against single-task.
+
+    ``multi`` and ``single`` map each task to its primary metric (higher is better), so the
+    score is ``mean_t (multi_t - single_t) / single_t``: positive when sharing helps on
+    average. Returned as a fraction (0.02 means +2%).
+    """
+    missing = [t for t in tasks if t not in multi or t not in single]
+    if missing:
+        raise KeyError(f"multitask_score: no metric for task(s) {missing}")
+    return sum((multi[t] - single[t]) / single[t] for t in tasks) / len(tasks)
