@@ -4,6 +4,7 @@ One module per concept; the names used by the notebooks are re-exported here.
 """
 
 from . import exercises, plots
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     MultiDigits,
     MultiMNIST,
@@ -11,23 +12,46 @@ from .data import (
     compose_pairs,
     load_mnist,
     load_multidigits,
+    map_batches,
     sklearn_digits_as_mnist,
     source_split,
 )
+from .losses import MultiTaskLoss
 from .models import (
     AdaptiveFeatureExtractor,
     Classifier,
     DenseHead,
     FeatureExtractor,
     MultiTaskModel,
+    count_macs,
     count_parameters,
+    make_model,
     shape_trace,
 )
+from .tasks import LabelEffect, Task, multidigits_tasks, multitask_score, select_tasks
+from .train import History, Joint, NonFiniteLossError, Strategy, evaluate, train
 from .utils import get_device, seed_everything, set_deterministic
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
+    "Joint",
+    "LabelEffect",
+    "MultiTaskLoss",
+    "NonFiniteLossError",
+    "Strategy",
+    "Task",
+    "count_macs",
+    "evaluate",
+    "load_checkpoint",
+    "make_model",
+    "map_batches",
+    "multidigits_tasks",
+    "multitask_score",
+    "save_checkpoint",
+    "select_tasks",
+    "train",
     "AdaptiveFeatureExtractor",
     "Classifier",
     "DenseHead",

@@ -47,6 +47,12 @@ def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
     return ", ".join(parts) or "its architecture differs"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -77,6 +83,7 @@ def save_checkpoint(
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -115,9 +122,14 @@ def load_checkpoint(
         )
     if optimizer is not None and state["optimizer"] is None:
         raise ValueError(f"checkpoint {path} holds no optimizer state to resume from")
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
+    if scheduler is not None and state["scheduler"] is None:
+        raise ValueError(
+            f"checkpoint {path} holds no learning-rate scheduler state, but argument "
+            "'scheduler' was given (was it saved from a run with schedule=None?)"
+        )
+    if optimizer is not None:  # first: torch checks its parameter groups before changing it
         optimizer.load_state_dict(state["optimizer"])
+    model.load_state_dict(state["model"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     return {"history": state["history"], "extra": state["extra"]}

@@ -516,3 +516,33 @@ def load_multidigits(
         TensorLoader(train, batch_size, shuffle=True, seed=seed, device=device),
         TensorLoader(test, batch_size, shuffle=False, device=device),
     )
+
+
+class MappedLoader:
+    """Wrap a loader so that each batch passes through ``fn`` (for example, to add a target
+    computed from others: ``map_batches(loader, lambda b: {**b, "sum": b["left"] + b["right"]})``).
+
+    Keeps ``len`` and ``set_epoch`` of the wrapped loader, so ``train`` treats it the same.
+    """
+
+    def __init__(self, loader: TensorLoader, fn: Callable[[Sample], Sample]) -> None:
+        if not callable(fn):
+            raise TypeError(f"argument 'fn' is a {type(fn).__name__}, expected a callable")
+        self.loader = loader
+        self.fn = fn
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.loader, "set_epoch"):
+            self.loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for batch in self.loader:
+            yield self.fn(batch)
+
+
+def map_batches(loader: TensorLoader, fn: Callable[[Sample], Sample]) -> MappedLoader:
+    """``loader`` with ``fn`` applied to every batch (see ``MappedLoader``)."""
+    return MappedLoader(loader, fn)

@@ -7,6 +7,7 @@ answer stops "Run all" at the exercise, as a failing test would.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -73,3 +74,65 @@ def check_conv_parameters(conv_parameters: Callable[[int, int, int], int]) -> No
                 "Hint: every output channel has one k x k kernel per input channel, plus a bias."
             )
     _correct("the seed's two convolutions hold 896 + 18,496 = 19,392 parameters.")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 02: heads and the multi-task model
+
+
+def check_sum_task(task: object, model: object, losses: object) -> None:
+    """Exercise 02.1: a fourth task, the sum of the two digits: declared, given a head, and its
+    loss computed on a batch that carries ``sum`` labels.
+    """
+    from .tasks import CLASSIFICATION, Task
+
+    if not isinstance(task, Task):
+        raise ExerciseError(f"'task' should be a mtl.Task, got {type(task).__name__}")
+    if task.name != "sum" or task.kind != CLASSIFICATION:
+        raise ExerciseError(
+            f"the task is {task.name!r} of kind {task.kind!r}; expected a classification task "
+            "named 'sum' (the batch key of its labels)"
+        )
+    if task.num_classes != 19:
+        raise ExerciseError(
+            f"the task has {task.num_classes} classes; two digits 0-9 add up to 0 ... 18. "
+            "Hint: how many values is that?"
+        )
+    heads = getattr(model, "heads", {})
+    if set(heads) != {"left", "right", "mask", "sum"}:
+        raise ExerciseError(
+            f"the model has heads {sorted(heads)}, expected the three course tasks plus 'sum'"
+        )
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 28, 28, device=device))
+    if tuple(out["sum"].shape) != (2, 19):
+        raise ExerciseError(f"the 'sum' head gives {tuple(out['sum'].shape)}, expected (B, 19)")
+    if not isinstance(losses, dict) or not {"sum", "total"} <= set(losses):
+        raise ExerciseError("'losses' should be the dict that MultiTaskLoss returned")
+    value = float(losses["sum"].detach())
+    # A freshly initialised head predicts roughly uniformly: its cross-entropy is near ln(19).
+    if not 0.5 * math.log(19) < value < 2 * math.log(19):
+        raise ExerciseError(
+            f"the 'sum' loss is {value:.3f}, expected about ln(19) = {math.log(19):.3f} for an "
+            "untrained head. Hint: are the labels left + right?"
+        )
+    _correct(f"an untrained 19-way head has a loss near ln(19) = {math.log(19):.2f}.")
+
+
+def check_multitask_score(multitask_score: Callable) -> None:
+    """Exercise 02.2: the multi-task score, mean relative change against single-task."""
+    cases = [
+        ({"a": 0.9, "b": 0.8}, {"a": 0.9, "b": 0.8}, 0.0),
+        ({"a": 0.99, "b": 0.8}, {"a": 0.9, "b": 0.8}, 0.05),
+        ({"a": 0.5, "b": 0.5}, {"a": 1.0, "b": 0.25}, (-0.5 + 1.0) / 2),
+        ({"x": 0.6}, {"x": 0.8}, -0.25),
+    ]
+    for multi, single, expected in cases:
+        got = _call(multitask_score, multi, single)
+        if not isinstance(got, (int, float)) or abs(got - expected) > 1e-9:
+            raise ExerciseError(
+                f"multitask_score({multi}, {single}) returned {got!r}, expected {expected:.4f}. "
+                "Hint: for each task, (multi - single) / single; then the mean over tasks."
+            )
+    _correct("a positive score means sharing helped on average, relative to each task's scale.")

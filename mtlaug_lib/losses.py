@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .mixing import batch_mix
 from .tasks import Task
 
 
@@ -46,7 +47,9 @@ class MultiTaskLoss:
 
     ``loss(outputs, batch)`` returns ``{task: loss, ..., "total": sum_t w_t * loss_t}`` (scalar
     tensors). ``outputs`` must hold exactly the declared tasks; ``batch`` must hold each task's
-    labels under the task's name (other entries, such as ``image``, are ignored).
+    labels under the task's name (other entries, such as ``image``, are ignored). A batch mixed
+    by ``mixing.MixUp`` or ``CutMix`` carries ``lam`` and ``perm`` under reserved keys; the loss
+    of each task that declares ``mixes`` for that kind is then mixed (see ``Task.loss``).
 
     Args:
         tasks: the tasks, by name.
@@ -70,6 +73,7 @@ class MultiTaskLoss:
                 f"{tuple(self.tasks)}"
             )
         losses = {}
+        mix = batch_mix(batch)  # None unless MixUp or CutMix mixed the batch
         for name, task in self.tasks.items():
             if name not in outputs:
                 raise KeyError(f"task {name!r} has no output in the model's dict {tuple(outputs)}")
@@ -78,7 +82,9 @@ class MultiTaskLoss:
                     f"task {name!r} has no labels in the batch (batch keys: {tuple(batch)})"
                 )
             task.check_labels(outputs[name], batch[name])
-            losses[name] = task.loss(outputs[name], batch[name])
+            # A MixUp/CutMix batch: each task's declaration says whether its loss is mixed.
+            task_mix = mix.for_task(task) if mix is not None else None
+            losses[name] = task.loss(outputs[name], batch[name], mix=task_mix)
         return losses
 
     def total(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -247,3 +247,43 @@ def make_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates per image of each top-level part of ``model`` for input ``x``.
+
+    Counts convolutions, transposed convolutions and linear layers (pooling and activations are
+    cheap by comparison). For a ``MultiTaskModel`` the parts are ``backbone`` and
+    ``heads.<task>``. Shapes: x is 1 x 3 x H x W (or any batch; the result is per image).
+    """
+    totals: dict[str, int] = {}
+    hooks = []
+
+    def part_of(name: str) -> str:
+        bits = name.split(".")
+        return ".".join(bits[:2]) if bits[0] == "heads" else bits[0]
+
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            continue
+
+        def count(mod: nn.Module, inputs: tuple, output: torch.Tensor, part: str = part_of(name)):
+            n = output.shape[0]
+            if isinstance(mod, nn.Linear):
+                macs = output.numel() // n * mod.in_features
+            elif isinstance(mod, nn.Conv2d):
+                k = mod.kernel_size[0] * mod.kernel_size[1]
+                macs = output.numel() // n * (mod.in_channels // mod.groups) * k
+            else:  # transposed convolution: every input pixel is spread over a k x k patch
+                k = mod.kernel_size[0] * mod.kernel_size[1]
+                macs = inputs[0].numel() // n * (mod.out_channels // mod.groups) * k
+            totals[part] = totals.get(part, 0) + macs
+
+        hooks.append(module.register_forward_hook(count))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return totals

@@ -29,21 +29,34 @@ class LabelEffect(str, Enum):
     MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
 
 
-# Kinds of transform that the augmentation audit knows.
-TRANSFORM_KINDS = ("photometric", "geometric", "horizontal_flip", "mixing")
+# Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment`` maps each
+# transform to one). Flips get their own kinds because a task often has a symmetry on one axis
+# only; ``occlusion`` (random erasing) hides pixels that a mask still labels; ``mixing`` blends
+# whole images (MixUp) while ``region_mixing`` pastes a region (CutMix), which moves a mask
+# with the image instead of mixing it.
+TRANSFORM_KINDS = (
+    "photometric", "geometric", "horizontal_flip", "vertical_flip", "occlusion", "mixing",
+    "region_mixing",
+)
 
 _DEFAULT_EFFECTS = {
     CLASSIFICATION: {
         "photometric": LabelEffect.KEEPS,
         "geometric": LabelEffect.KEEPS,  # small rotations, shifts and scales keep a class
         "horizontal_flip": LabelEffect.KEEPS,
+        "vertical_flip": LabelEffect.KEEPS,
+        "occlusion": LabelEffect.KEEPS,  # Cutout: a partly hidden object keeps its class
         "mixing": LabelEffect.MIXES,
+        "region_mixing": LabelEffect.MIXES,  # by the area fraction of each image
     },
     SEGMENTATION: {
         "photometric": LabelEffect.KEEPS,
         "geometric": LabelEffect.MOVES,
         "horizontal_flip": LabelEffect.MOVES,
-        "mixing": LabelEffect.MIXES,
+        "vertical_flip": LabelEffect.MOVES,
+        "occlusion": LabelEffect.BREAKS,  # erased pixels keep their labels in the mask
+        "mixing": LabelEffect.MIXES,  # a per-pixel mixed loss
+        "region_mixing": LabelEffect.MOVES,  # the mask is pasted with the image
     },
 }
 
@@ -104,12 +117,20 @@ class Task:
         """Raise a clear error if ``labels`` do not fit this task and ``output``.
 
         Shapes: classification output B x C, labels B; segmentation output B x C x H x W,
-        labels B x H x W. Labels must be integers in ``[0, num_classes)``.
+        labels B x H x W, with C = ``num_classes``. Labels must be integers in
+        ``[0, num_classes)``.
         """
         if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(
                 f"task {self.name!r}: labels have dtype {labels.dtype}, expected integer class "
                 "indices"
+            )
+        ndim = 2 if self.kind == CLASSIFICATION else 4
+        if output.ndim != ndim or output.shape[1] != self.num_classes:
+            layout = "B x C" if self.kind == CLASSIFICATION else "B x C x H x W"
+            raise ValueError(
+                f"task {self.name!r}: the output has shape {tuple(output.shape)}, expected "
+                f"{layout} with C = {self.num_classes} classes (a {self.kind} head)"
             )
         expected = (output.shape[0],) + tuple(output.shape[2:])
         if tuple(labels.shape) != expected:
@@ -125,9 +146,31 @@ class Task:
                     f"[0, {self.num_classes - 1}]"
                 )
 
-    def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy (over samples, and pixels for segmentation); a scalar tensor."""
-        return F.cross_entropy(output, labels.long())
+    def loss(
+        self,
+        output: torch.Tensor,
+        labels: torch.Tensor,
+        mix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy (over samples, and pixels for segmentation); a scalar tensor.
+
+        With ``mix = (lam, perm)`` (float B, int64 B; from MixUp or CutMix, see
+        ``mtlaug_lib.mixing``) each sample's loss is ``lam * CE(labels) + (1 - lam) *
+        CE(labels[perm])``, per pixel for segmentation with the sample's ``lam``; then the mean.
+        """
+        if mix is None:
+            return F.cross_entropy(output, labels.long())
+        lam, perm = mix
+        if lam.shape != (len(labels),) or perm.shape != (len(labels),):
+            raise ValueError(
+                f"task {self.name!r}: argument 'mix' holds lam {tuple(lam.shape)} and perm "
+                f"{tuple(perm.shape)}, expected both of shape ({len(labels)},), one per sample"
+            )
+        labels = labels.long()
+        own = F.cross_entropy(output, labels, reduction="none")  # B (x H x W)
+        partner = F.cross_entropy(output, labels[perm], reduction="none")
+        lam = lam.to(own.dtype).view(-1, *[1] * (own.ndim - 1))  # broadcast over pixels
+        return (lam * own + (1 - lam) * partner).mean()
 
     def meter(self) -> TaskMeter:
         return TaskMeter(self)
@@ -145,17 +188,20 @@ class TaskMeter:
         self.task = task
         self.confusion = torch.zeros(task.num_classes, task.num_classes, dtype=torch.int64)
         self.loss_sum = 0.0
+        self.loss_samples = 0  # samples whose batch came with a loss
         self.samples = 0
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, labels: torch.Tensor, loss: float | None = None) -> None:
         """output: B x C (x H x W) logits; labels: B (x H x W); loss: the batch's mean loss."""
+        self.task.check_labels(output, labels)  # else a bad label corrupts the confusion matrix
         k = self.task.num_classes
         pred = output.argmax(dim=1).flatten()
         index = labels.flatten().long() * k + pred
         self.confusion += torch.bincount(index, minlength=k * k).view(k, k).cpu()
         if loss is not None:
             self.loss_sum += float(loss) * len(output)
+            self.loss_samples += len(output)
         self.samples += len(output)
 
     def compute(self) -> dict[str, float]:
@@ -163,8 +209,8 @@ class TaskMeter:
         correct = float(c.diag().sum())
         total = float(c.sum())
         result: dict[str, float] = {}
-        if self.samples:
-            result["loss"] = self.loss_sum / self.samples
+        if self.loss_samples:
+            result["loss"] = self.loss_sum / self.loss_samples
         if self.task.kind == CLASSIFICATION:
             result["accuracy"] = correct / total if total else math.nan
         else:
@@ -181,12 +227,15 @@ def multidigits_tasks() -> dict[str, Task]:
 
     A horizontal flip mirrors the digits and swaps the sides, so it breaks ``left`` and
     ``right``; for the mask it also moves the left digit's pixels to the right (it breaks the
-    MultiMNIST layout, so the mask declares it as breaking too).
+    MultiMNIST layout, so the mask declares it as breaking too; swapping its classes 1 and 2
+    repairs it). A vertical flip turns the digits upside down (it breaks ``left`` and
+    ``right``), but each digit stays on its side, so the mask's labels move with the image.
     """
     digits = tuple(str(d) for d in range(10))
+    flips_break = {"horizontal_flip": LabelEffect.BREAKS, "vertical_flip": LabelEffect.BREAKS}
     return {
-        "left": Task("left", CLASSIFICATION, 10, digits, {"horizontal_flip": LabelEffect.BREAKS}),
-        "right": Task("right", CLASSIFICATION, 10, digits, {"horizontal_flip": LabelEffect.BREAKS}),
+        "left": Task("left", CLASSIFICATION, 10, digits, flips_break),
+        "right": Task("right", CLASSIFICATION, 10, digits, flips_break),
         "mask": Task(
             "mask", SEGMENTATION, 3, ("background", "left", "right"),
             {"horizontal_flip": LabelEffect.BREAKS},
@@ -211,7 +260,15 @@ def multitask_score(
     score is ``mean_t (multi_t - single_t) / single_t``: positive when sharing helps on
     average. Returned as a fraction (0.02 means +2%).
     """
+    if not tasks:
+        raise ValueError("multitask_score: argument 'tasks' is empty, expected at least one task")
     missing = [t for t in tasks if t not in multi or t not in single]
     if missing:
         raise KeyError(f"multitask_score: no metric for task(s) {missing}")
+    zero = [t for t in tasks if single[t] == 0]
+    if zero:
+        raise ValueError(
+            f"multitask_score: the single-task metric of task(s) {zero} is 0, so the relative "
+            "change is undefined"
+        )
     return sum((multi[t] - single[t]) / single[t] for t in tasks) / len(tasks)

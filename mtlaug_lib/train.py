@@ -3,9 +3,10 @@
 ``train`` owns what every run needs: moving batches to the device, the learning-rate schedule,
 counting work (images, forward and backward passes through the shared backbone), per-step
 losses, periodic evaluation, a progress bar, checkpoints and resuming. *How* a batch updates
-the model is a ``Strategy``: ``Joint`` (weighted sum of the task losses, one backward, one
-step) here; alternating updates and gradient-combination methods are further strategies with
-the same ``step`` method, so they plug in without touching the loop.
+the model is a ``Strategy`` (``mtlaug_lib.strategies``: joint, alternating, sequential, and
+later gradient-combination methods), so strategies plug in without touching the loop. The loop
+also builds the optimizers a strategy asks for (one shared, or one per task) and can record the
+gradient conflict between tasks every few steps.
 """
 
 from __future__ import annotations
@@ -23,104 +24,52 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import MultiTaskLoss
+from .strategies import (
+    STRATEGIES,
+    Alternating,
+    Batch,
+    Joint,
+    NonFiniteLossError,
+    OptimizerSpec,
+    Sequential,
+    StepStats,
+    Strategy,
+    TaskOptimizers,
+    TaskSchedulers,
+    check_finite,
+    gradient_conflict,
+    make_optimizers,
+    make_strategy,
+    pair_name,
+)
 from .tasks import Task
 
-Batch = Mapping[str, torch.Tensor]
-
-
-class NonFiniteLossError(RuntimeError):
-    """A task's loss became NaN or infinite; raised before the update that would spread it."""
-
-
-def check_finite(losses: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
-    """The losses as floats (one device sync for all), or a clear error naming task and step."""
-    values = torch.stack([v.detach().float() for v in losses.values()]).tolist()
-    floats = dict(zip(losses, values, strict=True))
-    for name, value in floats.items():
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the loss of task {name!r} is {value} at step {step}; training stopped before "
-                "this update. Lower the learning rate, or check that task's labels and outputs."
-            )
-    return floats
-
-
-@dataclass
-class StepStats:
-    """What one strategy step did: per-task losses (floats) and the work it took."""
-
-    losses: dict[str, float]
-    forward: int  # forward passes through the shared backbone
-    backward: int  # backward passes through the shared backbone
-    images: int  # images that went through the backbone (forward), all passes counted
-
-
-class Strategy:
-    """How one batch updates the model. Subclasses implement ``step``."""
-
-    name = "strategy"
-
-    def step(
-        self,
-        model: nn.Module,
-        batch: Batch,
-        loss_fn: MultiTaskLoss,
-        optimizer: torch.optim.Optimizer,
-        step: int,
-    ) -> StepStats:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """State to checkpoint (for strategies that keep some, such as a task schedule)."""
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class Joint(Strategy):
-    """Joint training: one forward pass, the weighted sum of the task losses, one backward, one
-    optimizer step. Every task's gradient reaches the shared backbone in the same update."""
-
-    name = "joint"
-
-    def step(self, model, batch, loss_fn, optimizer, step):  # noqa: D102 (see Strategy.step)
-        outputs = model(batch["image"])
-        losses = loss_fn.per_task(outputs, batch)
-        floats = check_finite(losses, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn.total(losses).backward()
-        optimizer.step()
-        return StepStats(floats, forward=1, backward=1, images=len(batch["image"]))
-
-
-STRATEGIES: dict[str, Callable[[], Strategy]] = {"joint": Joint}
-
-
-def make_strategy(strategy: str | Strategy) -> Strategy:
-    """A ``Strategy`` from its name (``"joint"``) or as given."""
-    if isinstance(strategy, Strategy):
-        return strategy
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"argument 'strategy' is {strategy!r}, expected one of {tuple(STRATEGIES)} or a "
-            "Strategy instance"
-        )
-    return STRATEGIES[strategy]()
+# Re-exported: these lived here before strategies.py, and callers import them from here.
+__all__ = [
+    "STRATEGIES", "Alternating", "History", "Joint", "NonFiniteLossError", "Sequential",
+    "StepStats", "Strategy", "check_finite", "evaluate", "make_strategy", "train",
+]
 
 
 @dataclass
 class History:
     """What a run did and measured.
 
-    Counters cover the training steps only (evaluation excluded): ``steps``, ``epochs``,
-    ``images`` (through the backbone), ``forward`` and ``backward`` (passes through the
-    backbone) and ``seconds`` (wall time). ``train_loss[task]`` has one float per step.
-    ``evals`` has one record per evaluation: the counters at that moment and
-    ``test[task][metric]``.
+    Counters cover the training steps only (evaluation and conflict measurement excluded):
+    ``steps``, ``epochs``, ``images`` (through the backbone), ``forward`` and ``backward``
+    (passes through the backbone), ``task_images[task]`` (images that task's loss was computed
+    and trained on) and ``seconds`` (wall time of the steps, fetching their batches included).
+
+    ``train_loss[task]`` has one float per step that computed that task's loss (every step for
+    joint training, that task's steps for alternating), and ``loss_steps[task]`` the 0-based
+    steps they come from (``loss_curve`` gives both). ``evals`` has one record per evaluation:
+    the counters at that moment and ``test[task][metric]``. ``conflict`` has one record per
+    gradient-conflict measurement (``train(..., conflict_every=k)``): ``{"step": s, "cosine":
+    {"a|b": c, ...}, "norm": {task: |g|, ...}}``, measured on step s's batch at the weights that
+    step starts from; ``conflict_seconds`` is the time they took (not in ``seconds``).
+
+    Plain Python values only, so a checkpoint holding ``to_dict()`` loads with
+    ``weights_only=True``; ``from_dict`` also reads histories saved before the newer fields.
     """
 
     tasks: list[str]
@@ -132,24 +81,38 @@ class History:
     seconds: float = 0.0
     train_loss: dict[str, list[float]] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
+    task_images: dict[str, int] = field(default_factory=dict)
+    loss_steps: dict[str, list[int]] = field(default_factory=dict)
+    conflict: list[dict[str, Any]] = field(default_factory=list)
+    conflict_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         for t in self.tasks:
             self.train_loss.setdefault(t, [])
+            self.task_images.setdefault(t, 0)
+            # A history saved before loss_steps existed came from joint training: every step.
+            self.loss_steps.setdefault(t, list(range(len(self.train_loss[t]))))
 
     def record_step(self, stats: StepStats, seconds: float) -> None:
+        for t, v in stats.losses.items():
+            self.train_loss[t].append(v)
+            self.loss_steps[t].append(self.steps)
+        for t, n in stats.seen.items():
+            self.task_images[t] += n
         self.steps += 1
         self.images += stats.images
         self.forward += stats.forward
         self.backward += stats.backward
         self.seconds += seconds
-        for t, v in stats.losses.items():
-            self.train_loss[t].append(v)
 
     def record_eval(self, metrics: dict[str, dict[str, float]]) -> None:
         counters = {k: getattr(self, k) for k in ("steps", "epochs", "images", "forward",
                                                   "backward", "seconds")}
-        self.evals.append({**counters, "test": metrics})
+        self.evals.append({**counters, "task_images": dict(self.task_images), "test": metrics})
+
+    def record_conflict(self, step: int, record: Mapping[str, Any], seconds: float) -> None:
+        self.conflict.append({"step": step, **record})
+        self.conflict_seconds += seconds
 
     def final(self) -> dict[str, dict[str, float]]:
         """The last evaluation's metrics, ``{task: {metric: value}}``."""
@@ -157,11 +120,37 @@ class History:
             raise ValueError("this history has no evaluation (train with a test loader)")
         return self.evals[-1]["test"]
 
-    def curve(self, task: str, metric: str, x: str = "steps") -> tuple[list[float], list[float]]:
-        """``(x values, metric values)`` of ``task`` over the evaluations, for plotting."""
+    def _check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise KeyError(f"task {task!r} is not one of this run's tasks {self.tasks}")
+
+    def curve(self, task: str, metric: str, x: str = "steps") -> tuple[list[float], list[float]]:
+        """``(x values, metric values)`` of ``task`` over the evaluations, for plotting.
+
+        ``x`` is a counter (``"steps"``, ``"images"``, ``"forward"``, ``"backward"``,
+        ``"seconds"``, ``"epochs"``) or ``"task_images"``: the images ``task`` itself has seen
+        (the fair axis to compare joint and alternating training on).
+        """
+        self._check_task(task)
+        if x == "task_images":
+            return [e["task_images"][task] for e in self.evals], [
+                e["test"][task][metric] for e in self.evals]
         return [e[x] for e in self.evals], [e["test"][task][metric] for e in self.evals]
+
+    def loss_curve(self, task: str) -> tuple[list[int], list[float]]:
+        """``(steps, training losses)`` of ``task``: the steps that computed its loss."""
+        self._check_task(task)
+        return list(self.loss_steps[task]), list(self.train_loss[task])
+
+    def conflict_curve(self, a: str, b: str) -> tuple[list[int], list[float]]:
+        """``(steps, cosine similarities)`` of tasks ``a`` and ``b``'s gradients on the shared
+        parameters over training (either order)."""
+        self._check_task(a)
+        self._check_task(b)
+        if a == b:
+            raise ValueError(f"arguments 'a' and 'b' are both {a!r}, expected two tasks")
+        key = pair_name(a, b) if self.tasks.index(a) < self.tasks.index(b) else pair_name(b, a)
+        return [r["step"] for r in self.conflict], [r["cosine"][key] for r in self.conflict]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so checkpoints load with ``weights_only=True``."""
@@ -220,6 +209,47 @@ def _make_scheduler(
     )
 
 
+def _make_schedulers(
+    schedule: str | Callable | None,
+    optimizer: torch.optim.Optimizer | TaskOptimizers,
+    lr: float,
+    total: int,
+) -> Any:
+    """One scheduler, or one per task's optimizer (``TaskSchedulers``), or None."""
+    if isinstance(optimizer, TaskOptimizers):
+        if schedule is None:
+            _make_scheduler(schedule, None, lr, total)  # only checks the argument
+            return None
+        return TaskSchedulers({t: _make_scheduler(schedule, o, lr, total)
+                               for t, o in optimizer.items()})
+    return _make_scheduler(schedule, optimizer, lr, total)
+
+
+class _SharedOptimizerState:
+    """A shared optimizer as checkpoint loading sees it: refuses per-task states by name
+    (instead of torch's ``KeyError: 'param_groups'``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not (isinstance(state, Mapping) and "param_groups" in state and "state" in state):
+            keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(
+                f"the checkpoint holds per-task optimizer states ({keys}), but this run uses "
+                "one shared optimizer: resume with the strategy's optimizers='per_task'"
+            )
+        self.optimizer.load_state_dict(state)
+
+
+def _check_positive_int_or_none(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"argument {name!r} is {value!r}, expected a positive integer")
+
+
 def train(
     model: nn.Module,
     tasks: Mapping[str, Task],
@@ -228,11 +258,13 @@ def train(
     *,
     epochs: int,
     lr: float = 1e-3,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: OptimizerSpec = None,
     schedule: str | Callable | None = "onecycle",
     strategy: str | Strategy = "joint",
     weights: Mapping[str, float] | None = None,
+    augment: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     eval_every: int | None = None,
+    conflict_every: int | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     on_epoch_end: Callable[[History], None] | None = None,
@@ -249,11 +281,24 @@ def train(
         test_iter: evaluated after each epoch and every ``eval_every`` steps.
         epochs: passes over ``train_iter``.
         lr: the learning rate (the peak of the one-cycle schedule).
-        optimizer: default Adam over all of the model's parameters.
+        optimizer: default Adam over all of the model's parameters (with
+            ``optimizers="per_task"`` strategies: one Adam per task over the backbone and that
+            task's head). Also: an optimizer instance (shared), a dict ``{task: optimizer}``
+            (per task), or a factory ``params -> optimizer`` (either); see ``make_optimizers``.
         schedule: ``"onecycle"`` (stepped every batch), ``None``, or a callable
-            ``(optimizer, total_steps) -> scheduler``.
-        strategy: how a batch updates the model (``"joint"`` or a ``Strategy``).
+            ``(optimizer, total_steps) -> scheduler``; with per-task optimizers, one scheduler
+            each, all stepped every batch.
+        strategy: how a batch updates the model: ``"joint"``, ``"alternating"``,
+            ``"alternating-random"``, ``"sequential"``, or a ``Strategy`` (for options, such as
+            ``Alternating(optimizers="per_task")``).
         weights: per-task loss weights (default 1 each).
+        augment: applied to each training batch on the device, before the update (batch
+            augmentation of the image and all its targets together); never to test batches.
+        eval_every: also evaluate every this many steps.
+        conflict_every: every this many steps (from step 0), record the cosine similarity of
+            the tasks' gradients on the shared parameters in ``history.conflict``, on that
+            step's batch before its update. Measured outside the step's time and without
+            changing the training (see ``gradient_conflict``).
         checkpoint: a file written atomically after every epoch.
         resume: continue from ``checkpoint`` if it exists (same weights as an uninterrupted
             run, on the CPU).
@@ -262,50 +307,86 @@ def train(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"argument 'epochs' is {epochs!r}, expected a positive integer")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"argument 'eval_every' is {eval_every!r}, expected a positive integer")
+    _check_positive_int_or_none("eval_every", eval_every)
+    _check_positive_int_or_none("conflict_every", conflict_every)
+    if conflict_every is not None and len(tasks) < 2:
+        raise ValueError(
+            f"argument 'conflict_every' is {conflict_every}, but there is only one task "
+            f"{tuple(tasks)}: gradient conflict needs two tasks or more"
+        )
     if resume and checkpoint is None:
         raise ValueError("argument 'resume' is True, but no 'checkpoint' file was given")
     _check_model_tasks(model, tasks)
     loss_fn = MultiTaskLoss(tasks, weights)
     strategy = make_strategy(strategy)
+    strategy.setup(loss_fn)
     device = next(model.parameters()).device
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = len(train_iter)  # type: ignore[arg-type]
-    scheduler = _make_scheduler(schedule, optimizer, lr, epochs * steps_per_epoch)
+    try:
+        steps_per_epoch = len(train_iter)  # type: ignore[arg-type]
+    except TypeError:
+        steps_per_epoch = 0
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"argument 'train_iter' ({type(train_iter).__name__}) has no batches or no len(), "
+            "expected a loader with at least one batch (such as TensorLoader or DataLoader)"
+        )
+    optimizer = make_optimizers(model, list(tasks), strategy.optimizers, optimizer, lr)
+    total_steps = epochs * steps_per_epoch
+    scheduler = _make_schedulers(schedule, optimizer, lr, total_steps)
 
     history = History(tasks=list(tasks))
     if resume and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        saved = optimizer if isinstance(optimizer, TaskOptimizers) else _SharedOptimizerState(
+            optimizer)
+        state = load_checkpoint(checkpoint, model, saved, scheduler)
         history = History.from_dict(state["history"])
         strategy.load_state_dict(state["extra"].get("strategy", {}))
+        planned = getattr(scheduler, "total_steps", total_steps)  # OneCycleLR's, as saved
+        if history.steps != history.epochs * steps_per_epoch or planned != total_steps:
+            raise ValueError(
+                f"checkpoint {checkpoint} comes from a run of {history.steps} steps in "
+                f"{history.epochs} epoch(s) with a schedule of {planned} steps; this run has "
+                f"{steps_per_epoch} batches an epoch and {total_steps} steps in all: resume "
+                "with the same data, batch size and epochs"
+            )
 
-    bar = tqdm(total=epochs * steps_per_epoch, initial=history.steps, desc=desc,
-               disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=history.steps, desc=desc, disable=not progress,
+               leave=False)
     model.train()
-    for epoch in range(history.epochs, epochs):
-        if hasattr(train_iter, "set_epoch"):
-            train_iter.set_epoch(epoch)
-        for batch in train_iter:
-            start = time.perf_counter()
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            stats = strategy.step(model, batch, loss_fn, optimizer, history.steps)
-            if scheduler is not None:
-                scheduler.step()
-            history.record_step(stats, time.perf_counter() - start)
-            bar.update(1)
-            if history.steps % 10 == 0:
-                bar.set_postfix(loss=f"{sum(stats.losses.values()):.3f}")
-            if eval_every and test_iter is not None and history.steps % eval_every == 0:
+    try:
+        for epoch in range(history.epochs, epochs):
+            if hasattr(train_iter, "set_epoch"):
+                train_iter.set_epoch(epoch)
+            start = time.perf_counter()  # a step's time includes fetching its batch
+            for batch in train_iter:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                if augment is not None:
+                    batch = augment(batch)
+                measuring = 0.0  # seconds spent on the conflict measurement, not on the step
+                if conflict_every and history.steps % conflict_every == 0:
+                    t0 = time.perf_counter()
+                    record = gradient_conflict(model, batch, loss_fn)
+                    measuring = time.perf_counter() - t0
+                    history.record_conflict(history.steps, record, measuring)
+                stats = strategy.step(model, batch, loss_fn, optimizer, history.steps)
+                if scheduler is not None:
+                    scheduler.step()
+                history.record_step(stats, time.perf_counter() - start - measuring)
+                bar.update(1)
+                if history.steps % 10 == 0:
+                    bar.set_postfix(loss=f"{sum(stats.losses.values()):.3f}")
+                if eval_every and test_iter is not None and history.steps % eval_every == 0:
+                    history.record_eval(evaluate(model, test_iter, tasks))
+                start = time.perf_counter()
+            history.epochs = epoch + 1
+            evaluated_now = bool(history.evals) and history.evals[-1]["steps"] == history.steps
+            if test_iter is not None and not evaluated_now:
                 history.record_eval(evaluate(model, test_iter, tasks))
-        history.epochs = epoch + 1
-        evaluated_now = bool(history.evals) and history.evals[-1]["steps"] == history.steps
-        if test_iter is not None and not evaluated_now:
-            history.record_eval(evaluate(model, test_iter, tasks))
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, history.to_dict(),
-                            extra={"strategy": strategy.state_dict()})
-        if on_epoch_end is not None:
-            on_epoch_end(history)
-    bar.close()
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, scheduler, history.to_dict(),
+                                extra={"strategy": strategy.state_dict()})
+            if on_epoch_end is not None:
+                on_epoch_end(history)
+    finally:
+        bar.close()
     return history
