@@ -851,6 +851,17 @@ def _range(name: str, value: object, symmetric: bool, low: float | None = None,
     return lo, hi
 
 
+def _fractions(name: str, value: object) -> tuple[float, float]:
+    """A pair ``(fx, fy)`` of fractions in [0, 1] (as ``v2.RandomAffine``'s ``translate``)."""
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                  for v in value))
+    if not ok:
+        raise ValueError(f"argument {name!r} is {value!r}, expected a pair (fx, fy) of "
+                         "fractions in [0, 1]")
+    return float(value[0]), float(value[1])  # type: ignore[index]
+
+
 def _jitter(name: str, value: object) -> tuple[float, float]:
     """A colour-jitter strength s as the factor range [max(0, 1 - s), 1 + s] (as ColorJitter)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -965,6 +976,8 @@ class BatchAugment:
         hflip: probability of a horizontal flip (breaks MultiDigits' ``left``/``right``).
         label_maps: ``{task: {old: new}}``, applied to a sample's labels when its flip fires.
         generator: a seed, a CPU ``torch.Generator``, or None for torch's global generator.
+        check: audit the augmenter against ``tasks`` when built (``False`` only to show what
+            the audit reports about it; running an unchecked augmenter is at your own risk).
 
     Call: ``aug(batch)`` or ``aug(batch, params)`` to replay ``params`` (``aug.last_params``
     holds the last call's). ``batch``: ``{"image": float B x C x H x W in [0, 1], mask task:
@@ -991,7 +1004,7 @@ class BatchAugment:
     ) -> None:
         self.tasks = _check_tasks(multidigits_tasks() if tasks is None else tasks)
         self.degrees = _range("degrees", degrees, symmetric=True)
-        self.translate = _range("translate", translate, symmetric=False, low=0.0, high=1.0)
+        self.translate = _fractions("translate", translate)
         self.scale = _range("scale", scale, symmetric=False, low=1e-3)
         self.shear = _range("shear", shear, symmetric=True, low=-80.0, high=80.0)
         self.brightness = _jitter("brightness", brightness)
@@ -1158,18 +1171,19 @@ class BatchAugment:
 def ink(image: torch.Tensor) -> torch.Tensor:
     """How far each pixel is from its image's background, in [0, 1] of the image's range.
 
-    The background is the per-channel median (most pixels of a digit image are background);
-    the distance is the largest over channels, divided by the image's largest. So colour
-    jitter, inversion or normalisation do not change which pixels count as ink.
+    The background is each channel's most common value (a digit image's background is one flat
+    colour, whatever colour jitter, inversion or normalisation did to it); the distance is the
+    largest over channels, divided by the image's largest, so which pixels count as ink does
+    not depend on the image's scale.
 
     image: C x H x W or B x C x H x W -> H x W or B x H x W.
     """
-    x = image if image.ndim == 4 else image[None]
-    x = x.float()
-    background = x.flatten(2).median(dim=2).values[:, :, None, None]
+    x = (image if image.ndim == 4 else image[None]).float()
+    top = x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)
+    levels = (x.flatten(2) * (255 / top.clamp_min(1e-12))[:, None, None]).round()
+    background = levels.mode(dim=2).values[:, :, None, None] / (255 / top[:, None, None, None])
     dist = (x - background).abs().amax(dim=1)  # B x H x W
-    top = dist.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    out = dist / top
+    out = dist / dist.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
     return out if image.ndim == 4 else out[0]
 
 

@@ -254,6 +254,8 @@ class MixUp(_Mixer):
         alpha: the Beta distribution's parameter (1: lam uniform in [0, 1]; small: mild mixing).
         p: the probability that a sample is mixed.
         generator: a seed, a CPU ``torch.Generator``, or None for torch's global generator.
+        check: audit the mixer against ``tasks`` when built (``False`` only to show what the
+            audit reports; ``MultiTaskLoss`` still refuses a task that mixing breaks).
 
     Call: ``mixup(batch)`` or ``mixup(batch, params)``; ``mixup.last_params`` holds the draw.
     """
