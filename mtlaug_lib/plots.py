@@ -121,3 +121,64 @@ def plot_bars(values: Sequence[float], labels: Sequence[str], title: str, ylabel
         ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+EFFECT_COLOURS = {"keeps": "#d9f0d3", "moves": "#a6dba0", "mixes": "#c2a5cf", "breaks": "#f4a582"}
+
+
+def plot_audit(audit: object, title: str = "Label-safety audit") -> Figure:
+    """The audit's table as a figure: one row per transform, one column per task, each cell
+    coloured by what the transform does to the task's labels, marked allowed or refused."""
+    grid = audit.grid()  # type: ignore[attr-defined]
+    tasks = list(audit.tasks)  # type: ignore[attr-defined]
+    names = list(grid)
+    fig, ax = plt.subplots(figsize=(1.9 * len(tasks) + 3.2, 0.55 * len(names) + 1.2))
+    for r, name in enumerate(names):
+        for c, task in enumerate(tasks):
+            row = grid[name][task]
+            ax.add_patch(plt.Rectangle((c, r), 1, 1, color=EFFECT_COLOURS[row.effect.value],
+                                       ec="white", lw=2))
+            label = row.effect.value + (" (mapped)" if row.label_map else "")
+            mark = "ok" if row.allowed else "REFUSED"
+            ax.text(c + 0.5, r + 0.5, f"{label}\n{mark}", ha="center", va="center", fontsize=8,
+                    fontweight="normal" if row.allowed else "bold")
+    ax.set_xlim(0, len(tasks))
+    ax.set_ylim(len(names), 0)
+    ax.set_xticks([c + 0.5 for c in range(len(tasks))], tasks)
+    ax.set_yticks([r + 0.5 for r in range(len(names))], names, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_xlabel("task")
+    ax.set_ylabel("transform")
+    ax.set_title(title, pad=22)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_spread(
+    results: Mapping[str, Mapping[str, Sequence[float]]], title: str, ylabel: str = "test metric"
+) -> Figure:
+    """Grouped bars of the mean over seeds with min-max whiskers and each seed as a dot.
+
+    ``results[setting][task]`` is the list of per-seed values.
+    """
+    settings = list(results)
+    tasks = list(next(iter(results.values())))
+    fig, ax = plt.subplots(figsize=(2.2 * len(tasks) + 2, 3.2))
+    width = 0.8 / len(settings)
+    for j, setting in enumerate(settings):
+        xs = np.arange(len(tasks)) + (j - (len(settings) - 1) / 2) * width
+        values = [np.asarray(results[setting][t], dtype=float) for t in tasks]
+        means = [v.mean() for v in values]
+        low = [m - v.min() for m, v in zip(means, values, strict=True)]
+        high = [v.max() - m for m, v in zip(means, values, strict=True)]
+        ax.bar(xs, means, width, yerr=[low, high], capsize=4, label=setting, alpha=0.8)
+        for x, v in zip(xs, values, strict=True):
+            ax.plot([x] * len(v), v, "k.", markersize=4)
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

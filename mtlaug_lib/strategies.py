@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .losses import MultiTaskLoss
+from .models import MultiTaskModel
 from .tasks import Task
 
 Batch = Mapping[str, torch.Tensor]
@@ -45,6 +46,7 @@ OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 OptimizerSpec = (
     torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | OptimizerFactory | None
 )
+OptimizerArg = torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer]  # what step() gets
 OPTIMIZER_MODES = ("shared", "per_task")
 
 
@@ -128,7 +130,7 @@ class TaskOptimizers(dict):
 # The warning LRScheduler gives when its optimizer has not stepped before the scheduler's first
 # step: expected here, since an alternating run steps every task's schedule at every global step
 # (the learning rate follows training progress) but a task's optimizer only on its own steps.
-_EARLY_SCHEDULER_STEP = re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+_EARLY_SCHEDULER_STEP = re.escape("Detected call of `lr_scheduler.step()` before")
 
 
 class TaskSchedulers(dict):
@@ -262,8 +264,6 @@ def forward_task(model: nn.Module, images: torch.Tensor, task: str) -> torch.Ten
     For a ``MultiTaskModel`` (with its own ``forward``) only the backbone and that task's head
     run, not the other heads; any other model runs whole and the task's output is picked.
     """
-    from .models import MultiTaskModel  # here: models imports tasks, keep imports one-way
-
     if isinstance(model, MultiTaskModel) and type(model).forward is MultiTaskModel.forward:
         if task not in model.heads:
             raise KeyError(f"task {task!r} is not one of this model's tasks {model.tasks}")
@@ -279,9 +279,7 @@ def task_loss(
     return MultiTaskLoss({task: loss_fn.tasks[task]}).per_task({task: output}, batch)[task]
 
 
-def _optimizer_for(
-    optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer], task: str
-) -> torch.optim.Optimizer:
+def _optimizer_for(optimizer: OptimizerArg, task: str) -> torch.optim.Optimizer:
     if isinstance(optimizer, Mapping):
         if task not in optimizer:
             raise KeyError(
@@ -321,7 +319,7 @@ class Strategy:
         model: nn.Module,
         batch: Batch,
         loss_fn: MultiTaskLoss,
-        optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
+        optimizer: OptimizerArg,
         step: int,
     ) -> StepStats:
         """Update ``model`` on ``batch`` (``{"image": N x 3 x H x W, task: labels, ...}``);
@@ -416,7 +414,15 @@ class _ScheduledStrategy(Strategy):
     def setup(self, loss_fn: MultiTaskLoss) -> None:  # noqa: D102 (see Strategy.setup)
         self.tasks_in_order(loss_fn)
 
-    def _update_task(self, model, batch, loss_fn, optimizer, step, task) -> float:
+    def _update_task(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        loss_fn: MultiTaskLoss,
+        optimizer: OptimizerArg,
+        step: int,
+        task: str,
+    ) -> float:
         """Forward (backbone and this task's head), loss, backward, step; the loss as a float."""
         output = forward_task(model, batch["image"], task)
         loss = task_loss(loss_fn, task, output, batch)
@@ -436,7 +442,9 @@ class Alternating(_ScheduledStrategy):
     its weight, and makes one backward and one optimizer step. Round robin (default) follows
     ``schedule`` cyclically; ``random=True`` draws each step's task uniformly from
     ``schedule`` (a task listed twice is drawn twice as often) with a generator seeded by
-    ``seed``. The position in the schedule and the generator are checkpointed.
+    ``seed``. The position in the schedule and the generator are checkpointed. An instance
+    keeps its position from one ``train`` call to the next (pass a new one, or the name, for a
+    fresh start).
 
     Work per step: 1 forward, 1 backward, N images; one task sees the N images, so each task
     sees a batch every T steps (T tasks, round robin).
@@ -477,7 +485,15 @@ class Alternating(_ScheduledStrategy):
         self.position += 1
         return schedule[index]
 
-    def step(self, model, batch, loss_fn, optimizer, step):  # noqa: D102 (see Strategy.step)
+    def step(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        loss_fn: MultiTaskLoss,
+        optimizer: OptimizerArg,
+        step: int,
+    ) -> StepStats:
+        """One update of the next task (see ``Strategy.step``)."""
         task = self.next_task(self.tasks_in_order(loss_fn))
         self.last_task = task
         value = self._update_task(model, batch, loss_fn, optimizer, step, task)
@@ -530,7 +546,15 @@ class Sequential(_ScheduledStrategy):
     name = "sequential"
     allow_repeats = False
 
-    def step(self, model, batch, loss_fn, optimizer, step):  # noqa: D102 (see Strategy.step)
+    def step(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        loss_fn: MultiTaskLoss,
+        optimizer: OptimizerArg,
+        step: int,
+    ) -> StepStats:
+        """One update per task of the schedule, in turn (see ``Strategy.step``)."""
         order = self.tasks_in_order(loss_fn)
         losses = {t: self._update_task(model, batch, loss_fn, optimizer, step, t) for t in order}
         n = len(batch["image"])

@@ -11,7 +11,6 @@ gradient conflict between tasks every few steps.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -216,10 +215,7 @@ def _make_schedulers(
     total: int,
 ) -> Any:
     """One scheduler, or one per task's optimizer (``TaskSchedulers``), or None."""
-    if isinstance(optimizer, TaskOptimizers):
-        if schedule is None:
-            _make_scheduler(schedule, None, lr, total)  # only checks the argument
-            return None
+    if isinstance(optimizer, TaskOptimizers) and schedule is not None:
         return TaskSchedulers({t: _make_scheduler(schedule, o, lr, total)
                                for t, o in optimizer.items()})
     return _make_scheduler(schedule, optimizer, lr, total)

@@ -121,8 +121,8 @@ def test_make_strategy() -> None:
     assert isinstance(make_strategy("joint"), Joint)
     mine = Joint()
     assert make_strategy(mine) is mine
-    with pytest.raises(ValueError, match=r"'strategy' is 'alternating', expected one of"):
-        make_strategy("alternating")
+    with pytest.raises(ValueError, match=r"'strategy' is 'alternate', expected one of"):
+        make_strategy("alternate")
     with pytest.raises(NotImplementedError):
         Strategy().step(None, {}, None, None, 0)
 
@@ -341,7 +341,7 @@ def test_a_head_of_the_wrong_size_is_named(tasks, train_data) -> None:
         ({"eval_every": 0}, r"argument 'eval_every' is 0, expected a positive integer"),
         ({"eval_every": 2.5}, r"argument 'eval_every' is 2.5"),
         ({"eval_every": True}, r"argument 'eval_every' is True"),
-        ({"strategy": "alternating"}, r"argument 'strategy' is 'alternating'"),
+        ({"strategy": "alternate"}, r"argument 'strategy' is 'alternate'"),
         ({"schedule": "cosine"}, r"argument 'schedule' is 'cosine', expected 'onecycle'"),
         ({"resume": True}, r"argument 'resume' is True, but no 'checkpoint' file was given"),
         ({"weights": {"left": 1}}, r"argument 'weights' names tasks \['left'\]"),
