@@ -13,7 +13,7 @@ Contenders:
         way: a PIL data set such as torchvision's MNIST, a transform per sample);
     b_tensor_per_sample: torchvision v2 on uint8 ``tv_tensors`` per sample through
         ``SampleTransform``, in the main process (``DataLoader`` with no workers);
-    c_batch_augment: ``mtlaug_lib.augment.BatchAugment`` on whole batches from
+    c_batch_augment: ``mtlaug_lib.batch_augment.BatchAugment`` on whole batches from
         ``TensorLoader``, in the main process (on the CPU here; the batch's device in training);
     d_kornia: ``kornia.augmentation`` (``RandomAffine`` + ``ColorJitter``, the mask as an extra
         input) on the same batches, when kornia is importable.
@@ -52,7 +52,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment import BatchAugment, SampleTransform
+from mtlaug_lib.augment import SampleTransform
+from mtlaug_lib.batch_augment import BatchAugment
 from mtlaug_lib.data import MultiDigits, TensorLoader
 
 HERE = Path(__file__).resolve().parent

@@ -4,6 +4,9 @@ One module per concept; the names used by the notebooks are re-exported here.
 """
 
 from . import exercises, plots
+from .audit import LabelSafetyError, audit, check_pipeline, declare_kind, transform_kinds
+from .augment import RandomFlip, SampleTransform
+from .batch_augment import AugmentParams, BatchAugment, mask_alignment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     MultiDigits,
@@ -17,6 +20,7 @@ from .data import (
     source_split,
 )
 from .losses import MultiTaskLoss
+from .mixing import CutMix, MixUp
 from .models import (
     AdaptiveFeatureExtractor,
     Classifier,
@@ -28,6 +32,16 @@ from .models import (
     make_model,
     shape_trace,
 )
+from .strategies import (
+    STRATEGIES,
+    Alternating,
+    Sequential,
+    cosine_matrix,
+    gradient_conflict,
+    make_strategy,
+    pairwise_cosines,
+    task_gradients,
+)
 from .tasks import LabelEffect, Task, multidigits_tasks, multitask_score, select_tasks
 from .train import History, Joint, NonFiniteLossError, Strategy, evaluate, train
 from .utils import get_device, seed_everything, set_deterministic
@@ -35,6 +49,26 @@ from .utils import get_device, seed_everything, set_deterministic
 __version__ = "0.1.0"
 
 __all__ = [
+    "STRATEGIES",
+    "Alternating",
+    "AugmentParams",
+    "BatchAugment",
+    "CutMix",
+    "LabelSafetyError",
+    "MixUp",
+    "RandomFlip",
+    "SampleTransform",
+    "Sequential",
+    "audit",
+    "check_pipeline",
+    "cosine_matrix",
+    "declare_kind",
+    "gradient_conflict",
+    "make_strategy",
+    "mask_alignment",
+    "pairwise_cosines",
+    "task_gradients",
+    "transform_kinds",
     "History",
     "Joint",
     "LabelEffect",

@@ -136,3 +136,62 @@ def check_multitask_score(multitask_score: Callable) -> None:
                 "Hint: for each task, (multi - single) / single; then the mean over tasks."
             )
     _correct("a positive score means sharing helped on average, relative to each task's scale.")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 03: augmentation
+
+
+def check_safe_pipeline(pipeline: object, tasks: object) -> None:
+    """Exercise 03.1: a pipeline that the audit allows for every task, with at least one
+    geometric and one photometric transform."""
+    from .audit import LabelSafetyError, audit, transform_kinds
+
+    if not isinstance(tasks, dict) or set(tasks) != {"left", "right", "mask"}:
+        raise ExerciseError("pass the course's three tasks: mtl.multidigits_tasks()")
+    try:
+        kinds = {kind for _, kind in transform_kinds(pipeline)}
+    except (TypeError, ValueError) as err:
+        raise ExerciseError(f"the audit cannot read your pipeline: {err}") from err
+    missing = {"geometric", "photometric"} - kinds
+    if missing:
+        raise ExerciseError(
+            f"your pipeline has no {' and no '.join(sorted(missing))} transform; add one "
+            "(e.g. v2.RandomAffine and v2.ColorJitter)"
+        )
+    result = audit(pipeline, tasks)
+    if not result.ok:
+        bad = "; ".join(f"{r.transform} x {r.task}: {r.reason}" for r in result.problems())
+        raise ExerciseError(f"the audit refuses your pipeline: {bad}")
+    try:
+        from .augment import SampleTransform
+        from .data import MultiDigits
+
+        SampleTransform(pipeline, tasks)(MultiDigits("test", size=1)[0])
+    except (LabelSafetyError, TypeError, ValueError, KeyError) as err:
+        raise ExerciseError(f"your pipeline fails on a sample: {err}") from err
+    _correct("every task's labels stay right under your pipeline.")
+
+
+def check_mixup_loss(mixup_loss: Callable) -> None:
+    """Exercise 03.2: ``mixup_loss(logits, labels, lam, perm)`` -> the mixed cross-entropy."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    for b in (1, 4, 16):
+        logits = torch.randn(b, 10, generator=g)
+        labels = torch.randint(10, (b,), generator=g)
+        lam = torch.rand(b, generator=g)
+        perm = torch.randperm(b, generator=g)
+        own = F.cross_entropy(logits, labels, reduction="none")
+        other = F.cross_entropy(logits, labels[perm], reduction="none")
+        expected = float((lam * own + (1 - lam) * other).mean())
+        got = _call(mixup_loss, logits, labels, lam, perm)
+        got = float(got) if isinstance(got, (torch.Tensor, float, int)) else got
+        if not isinstance(got, float) or abs(got - expected) > 1e-5:
+            raise ExerciseError(
+                f"for a batch of {b}, mixup_loss returned {got!r}, expected {expected:.5f}. "
+                "Hint: each sample's loss is lam * CE(own label) + (1 - lam) * CE(its partner's "
+                "label labels[perm]), with the sample's own lam; then the mean over the batch."
+            )
+    _correct("every classification head mixes its loss with the same per-sample lam.")

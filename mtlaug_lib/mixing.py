@@ -35,16 +35,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from .augment import (
-    IMAGE,
-    TransformInfo,
-    _check_probability,
-    _check_tasks,
-    _describe_value,
-    _is_int_tensor,
-    check_pipeline,
-    make_generator,
-)
+from .audit import TransformInfo, _check_tasks, check_pipeline
+from .augment import IMAGE, _check_probability, _describe_value, _is_int_tensor
+from .batch_augment import make_generator
 from .tasks import SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task, multidigits_tasks
 
 MIX_LAM = "mix.lam"

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment import BatchAugment, LabelSafetyError, mask_alignment
+from mtlaug_lib.audit import LabelSafetyError
+from mtlaug_lib.batch_augment import BatchAugment, mask_alignment
 from mtlaug_lib.data import MultiDigits, TensorLoader
 from mtlaug_lib.losses import MultiTaskLoss
 from mtlaug_lib.mixing import (

@@ -1,0 +1,454 @@
+"""Augmenting a whole batch with all its targets, on its device, with per-sample parameters.
+
+``BatchAugment`` draws a random affine (and flip) and a colour jitter per sample (torchvision
+v2 draws once per call, so a batch passed to it gets one rotation for all its images:
+torchvision issue #8484) and applies them with torch primitives: image and masks in one
+resampling, class labels untouched (or mapped where the flip fired). Use it as
+``train(..., augment=...)``.
+
+This module holds ``BatchAugment``, its parameters (``AugmentParams``, ``make_generator``), the
+per-sample operations (``affine_theta``, ``color_jitter``, ``permute_channels``) and the check
+that a mask still lies on its image's digits (``ink``, ``mask_alignment``). The label-safety
+audit that every augmenter passes when built lives in ``mtlaug_lib.audit``; one sample at a
+time through torchvision v2 (``SampleTransform``, ``RandomFlip``) in ``mtlaug_lib.augment``;
+MixUp and CutMix in ``mtlaug_lib.mixing``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from .audit import (
+    LabelMaps,
+    TransformInfo,
+    _check_label_maps,
+    _check_tasks,
+    _merge_maps,
+    check_pipeline,
+)
+from .augment import IMAGE, _check_probability, _describe_value, _is_int_tensor
+from .tasks import SEGMENTATION, Task, multidigits_tasks
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """The random parameters of one ``BatchAugment`` call, one row per sample (B samples).
+
+    The affine fields mean what they mean to ``torchvision.transforms.v2.functional.affine``
+    (about the image centre; the flip is applied after the affine):
+
+    - ``angle``: float B, degrees, clockwise (as ``v2.functional.affine``);
+    - ``translate``: float B x 2, pixels (x to the right, y down);
+    - ``scale``: float B;
+    - ``shear``: float B x 2, degrees (x, y);
+    - ``flip``: bool B, mirrored left-right;
+    - ``brightness``, ``contrast``, ``saturation``: float B, factors (1 leaves the image as is);
+    - ``channels``: int64 B x C, the order of the colour channels.
+    """
+
+    angle: torch.Tensor
+    translate: torch.Tensor
+    scale: torch.Tensor
+    shear: torch.Tensor
+    flip: torch.Tensor
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+    channels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.angle)
+
+    def to(self, device: torch.device | str) -> AugmentParams:
+        return AugmentParams(**{f.name: getattr(self, f.name).to(device, non_blocking=True)
+                                for f in fields(self)})
+
+    @classmethod
+    def identity(cls, batch_size: int, channels: int = 3) -> AugmentParams:
+        """Parameters that leave every sample as it is."""
+        b = batch_size
+        return cls(angle=torch.zeros(b), translate=torch.zeros(b, 2), scale=torch.ones(b),
+                   shear=torch.zeros(b, 2), flip=torch.zeros(b, dtype=torch.bool),
+                   brightness=torch.ones(b), contrast=torch.ones(b), saturation=torch.ones(b),
+                   channels=torch.arange(channels).repeat(b, 1))
+
+
+def _range(name: str, value: object, symmetric: bool, low: float | None = None,
+           high: float | None = None) -> tuple[float, float]:
+    """``(lo, hi)`` from a number (``(-x, x)`` if symmetric) or a pair, within [low, high]."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and symmetric:
+        if value < 0:
+            raise ValueError(f"argument {name!r} is {value!r}, expected a number >= 0 or a "
+                             "pair (lo, hi)")
+        lo, hi = -float(value), float(value)
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        lo, hi = float(value[0]), float(value[1])
+    else:
+        shape = "a number or a pair (lo, hi)" if symmetric else "a pair (lo, hi)"
+        raise ValueError(f"argument {name!r} is {value!r}, expected {shape}")
+    if lo > hi or (low is not None and lo < low) or (high is not None and hi > high):
+        bounds = f" within [{low}, {high}]" if low is not None or high is not None else ""
+        raise ValueError(f"argument {name!r} is {value!r}, expected lo <= hi{bounds}")
+    return lo, hi
+
+
+def _fractions(name: str, value: object) -> tuple[float, float]:
+    """A pair ``(fx, fy)`` of fractions in [0, 1] (as ``v2.RandomAffine``'s ``translate``)."""
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                  for v in value))
+    if not ok:
+        raise ValueError(f"argument {name!r} is {value!r}, expected a pair (fx, fy) of "
+                         "fractions in [0, 1]")
+    return float(value[0]), float(value[1])  # type: ignore[index]
+
+
+def _jitter(name: str, value: object) -> tuple[float, float]:
+    """A colour-jitter strength s as the factor range [max(0, 1 - s), 1 + s] (as ColorJitter)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"argument {name!r} is {value!r}, expected a number >= 0")
+    return max(0.0, 1.0 - value), 1.0 + float(value)
+
+
+def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
+    """A CPU generator from a seed, the generator itself, or None (torch's global one)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(
+                f"argument 'generator' is on {generator.device}, expected a CPU generator "
+                "(parameters are drawn on the CPU, so CPU and GPU runs draw the same ones)"
+            )
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, int) or generator < 0:
+        raise TypeError(
+            f"argument 'generator' is {generator!r}, expected a torch.Generator, a seed "
+            "(int >= 0) or None"
+        )
+    return torch.Generator().manual_seed(generator)
+
+
+def affine_theta(params: AugmentParams, height: int, width: int) -> torch.Tensor:
+    """The ``F.affine_grid`` matrices (B x 2 x 3) of ``params``' affine and flip.
+
+    The same inverse matrix as torchvision's ``v2.functional.affine`` (centre of the image,
+    rotation, scale, shear, translation), mapped from pixel to normalised coordinates, with the
+    horizontal flip of the output folded in (one resampling for both).
+    """
+    rot = torch.deg2rad(params.angle)
+    sx, sy = torch.deg2rad(params.shear).unbind(-1)
+    # torchvision's rotation-scale-shear matrix RSS = [[a, b], [c, d]] (scale aside), inverted.
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -(a * torch.tan(sx) + torch.sin(rot))
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = torch.cos(rot) - c * torch.tan(sx)
+    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+    inv = inv / params.scale[:, None, None]  # B x 2 x 2, output pixel -> input pixel
+    shift = -(inv @ params.translate[:, :, None])  # B x 2 x 1
+    # Mirroring the output is x -> -x before the inverse map (pixel centres map onto each other).
+    sign = 1.0 - 2.0 * params.flip.to(inv.dtype)
+    inv = inv * torch.stack([sign, torch.ones_like(sign)], -1)[:, None, :]
+    # Pixel coordinates about the centre -> affine_grid's [-1, 1] (align_corners=False).
+    to_norm = inv.new_tensor([2.0 / width, 2.0 / height])
+    linear = inv * to_norm[:, None] / to_norm[None, :]
+    return torch.cat([linear, shift * to_norm[:, None]], dim=2)
+
+
+_GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def _grey(image: torch.Tensor) -> torch.Tensor:
+    """B x 3 x H x W -> B x 1 x H x W, as ``v2.functional.rgb_to_grayscale``."""
+    r, g, b = image.unbind(1)
+    return (r * _GREY[0] + g * _GREY[1] + b * _GREY[2]).unsqueeze(1)
+
+
+def color_jitter(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """Per-sample brightness, contrast and saturation, in that order.
+
+    Each step is torchvision's ``adjust_brightness``/``adjust_contrast``/``adjust_saturation``
+    on a float image in [0, 1], with one factor per sample (``params.brightness`` etc., B)
+    instead of one per call; torchvision's functions take a single factor.
+
+    image: float B x C x H x W in [0, 1] -> the same shape.
+    """
+    def view(x: torch.Tensor) -> torch.Tensor:
+        return x.to(image.dtype).view(-1, 1, 1, 1)
+
+    x = (image * view(params.brightness)).clamp_(0, 1)
+    if image.shape[1] == 3:
+        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+        c = view(params.contrast)
+        x = (c * x + (1 - c) * mean).clamp_(0, 1)
+        s = view(params.saturation)
+        x = (s * x + (1 - s) * _grey(x)).clamp_(0, 1)
+    else:  # one channel: contrast only (saturation has no meaning)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        c = view(params.contrast)
+        x = (c * x + (1 - c) * mean).clamp_(0, 1)
+    return x
+
+
+def permute_channels(image: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Each sample's channels in its own order. image: B x C x H x W; order: int64 B x C."""
+    return image.gather(1, order[:, :, None, None].expand(-1, -1, *image.shape[2:]))
+
+
+class BatchAugment:
+    """Augment a whole batch on its device: a random affine and colour jitter per sample.
+
+    One call draws B sets of parameters (``AugmentParams``) from ``generator`` on the CPU (so
+    CPU and GPU runs draw the same numbers), moves them to the batch's device and applies them:
+    one ``F.affine_grid`` for the batch, ``F.grid_sample`` bilinear for the image and nearest
+    for every mask (zero fill: background), then the colour jitter on the image only. Class
+    labels pass through (mapped by ``label_maps`` where the flip fired). Written with torch
+    primitives because torchvision's transforms draw one set of parameters per call (the same
+    for the whole batch, torchvision #8484) and kornia, which does this, is not a dependency.
+
+    Args:
+        tasks: the tasks whose labels the batches carry (default ``multidigits_tasks()``); the
+            augmenter is audited against them when built (``check_pipeline``).
+        degrees: rotation range in degrees (a number x means (-x, x)).
+        translate: maximal shift as fractions of the width and height, ``(fx, fy)``.
+        scale: zoom range ``(lo, hi)``.
+        shear: x-shear range in degrees (a number x means (-x, x)).
+        brightness, contrast, saturation: jitter strengths, as ``v2.ColorJitter``.
+        channel_shuffle: probability of permuting a sample's colour channels (digits are tinted,
+            so this changes their tint; a cheap stand-in for hue jitter).
+        hflip: probability of a horizontal flip (breaks MultiDigits' ``left``/``right``).
+        label_maps: ``{task: {old: new}}``, applied to a sample's labels when its flip fires.
+        generator: a seed, a CPU ``torch.Generator``, or None for torch's global generator.
+        check: audit the augmenter against ``tasks`` when built (``False`` only to show what
+            the audit reports about it; running an unchecked augmenter is at your own risk).
+
+    Call: ``aug(batch)`` or ``aug(batch, params)`` to replay ``params`` (``aug.last_params``
+    holds the last call's). ``batch``: ``{"image": float B x C x H x W in [0, 1], mask task:
+    integer B x H x W, class task: integer B}`` (plus MixUp/CutMix keys, passed through); the
+    result has the same keys, shapes and dtypes.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Task] | None = None,
+        *,
+        degrees: float | tuple[float, float] = 0.0,
+        translate: tuple[float, float] = (0.0, 0.0),
+        scale: tuple[float, float] = (1.0, 1.0),
+        shear: float | tuple[float, float] = 0.0,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        channel_shuffle: float = 0.0,
+        hflip: float = 0.0,
+        label_maps: LabelMaps | None = None,
+        generator: torch.Generator | int | None = None,
+        check: bool = True,
+    ) -> None:
+        self.tasks = _check_tasks(multidigits_tasks() if tasks is None else tasks)
+        self.degrees = _range("degrees", degrees, symmetric=True)
+        self.translate = _fractions("translate", translate)
+        self.scale = _range("scale", scale, symmetric=False, low=1e-3)
+        self.shear = _range("shear", shear, symmetric=True, low=-80.0, high=80.0)
+        self.brightness = _jitter("brightness", brightness)
+        self.contrast = _jitter("contrast", contrast)
+        self.saturation = _jitter("saturation", saturation)
+        self.channel_shuffle = _check_probability("channel_shuffle", channel_shuffle)
+        self.hflip = _check_probability("hflip", hflip)
+        self.label_maps = _check_label_maps(label_maps, self.tasks)
+        self.generator = make_generator(generator)
+        self.last_params: AugmentParams | None = None
+        self._luts = {t: self._lut(t, m) for t, m in self.label_maps.items()}
+        if check:  # refuse, now, an augmenter that would corrupt a task's labels
+            check_pipeline(self, self.tasks)
+
+    def _lut(self, task: str, mapping: Mapping[int, int]) -> torch.Tensor:
+        lut = torch.arange(self.tasks[task].num_classes)
+        for old, new in mapping.items():
+            lut[old] = new
+        return lut
+
+    @property
+    def geometric(self) -> bool:
+        return (self.degrees != (0.0, 0.0) or self.translate != (0.0, 0.0)
+                or self.scale != (1.0, 1.0) or self.shear != (0.0, 0.0))
+
+    @property
+    def photometric(self) -> bool:
+        return any(r != (1.0, 1.0) for r in (self.brightness, self.contrast, self.saturation))
+
+    def audit_parts(self) -> list[TransformInfo]:
+        """The parts the audit sees (those that are switched on)."""
+        parts = []
+        if self.geometric:
+            parts.append(TransformInfo("BatchAugment.affine", "geometric", handles_masks=True,
+                                       batch_only=True))
+        if self.hflip:
+            parts.append(TransformInfo("BatchAugment.hflip", "horizontal_flip",
+                                       handles_masks=True, batch_only=True,
+                                       takes_label_maps=True, label_maps=self.label_maps))
+        if self.photometric:
+            parts.append(TransformInfo("BatchAugment.color_jitter", "photometric",
+                                       handles_masks=True, batch_only=True))
+        if self.channel_shuffle:
+            parts.append(TransformInfo("BatchAugment.channel_shuffle", "photometric",
+                                       handles_masks=True, batch_only=True))
+        return parts
+
+    def with_label_maps(self, label_maps: LabelMaps) -> BatchAugment:
+        """A copy that also applies ``label_maps`` when its flip fires."""
+        out = copy.copy(self)
+        out.label_maps = _check_label_maps(
+            _merge_maps(self.label_maps, label_maps, "BatchAugment"), self.tasks)
+        out._luts = {t: out._lut(t, m) for t, m in out.label_maps.items()}
+        check_pipeline(out, out.tasks)
+        return out
+
+    def __repr__(self) -> str:
+        settings = {"degrees": self.degrees, "translate": self.translate, "scale": self.scale,
+                    "shear": self.shear, "brightness": self.brightness,
+                    "contrast": self.contrast, "saturation": self.saturation,
+                    "channel_shuffle": self.channel_shuffle, "hflip": self.hflip,
+                    "label_maps": self.label_maps}
+        args = ", ".join(f"{k}={v}" for k, v in settings.items())
+        return f"BatchAugment(tasks={tuple(self.tasks)}, {args})"
+
+    def sample_params(self, batch_size: int, height: int, width: int,
+                      channels: int = 3) -> AugmentParams:
+        """Draw one set of parameters per sample, on the CPU, from ``generator``."""
+        g, b = self.generator, batch_size
+        u = torch.rand(b, 10, generator=g)  # every uniform at once, in a fixed order
+
+        def between(col: int, lo_hi: tuple[float, float]) -> torch.Tensor:
+            lo, hi = lo_hi
+            return lo + (hi - lo) * u[:, col]
+
+        fx, fy = self.translate
+        translate = torch.stack([between(1, (-fx, fx)) * width, between(2, (-fy, fy)) * height], 1)
+        shuffle = u[:, 8] < self.channel_shuffle
+        order = torch.rand(b, channels, generator=g).argsort(dim=1)
+        identity = torch.arange(channels).expand(b, channels)
+        return AugmentParams(
+            angle=between(0, self.degrees),
+            translate=translate,
+            scale=between(3, self.scale),
+            shear=torch.stack([between(4, self.shear), torch.zeros(b)], 1),
+            flip=u[:, 9] < self.hflip,
+            brightness=between(5, self.brightness),
+            contrast=between(6, self.contrast),
+            saturation=between(7, self.saturation),
+            channels=torch.where(shuffle[:, None], order, identity),
+        )
+
+    def _check_batch(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if not isinstance(batch, Mapping) or IMAGE not in batch:
+            got = tuple(batch) if isinstance(batch, Mapping) else type(batch).__name__
+            raise KeyError(f"BatchAugment: the batch is {got}, expected a dict with 'image'")
+        image = batch[IMAGE]
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
+            raise ValueError(
+                f"BatchAugment: batch['image'] is a {_describe_value(image)}, expected float "
+                "B x C x H x W in [0, 1]"
+            )
+        b, c, h, w = image.shape
+        if (self.photometric or self.channel_shuffle) and c not in (1, 3):
+            raise ValueError(f"BatchAugment: batch['image'] has {c} channels, expected 1 or 3")
+        for key, value in batch.items():
+            if key == IMAGE or key.startswith("mix."):  # MixUp/CutMix's keys pass through
+                continue
+            task = self.tasks.get(key)
+            if task is None:
+                raise KeyError(
+                    f"BatchAugment: the batch holds {key!r}, which is neither 'image' nor one of "
+                    f"the tasks {tuple(self.tasks)}; it cannot tell how to transform it"
+                )
+            want = (b, h, w) if task.kind == SEGMENTATION else (b,)
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != want or not (
+                _is_int_tensor(value)
+            ):
+                layout = "B x H x W (a mask)" if task.kind == SEGMENTATION else "B"
+                raise ValueError(
+                    f"BatchAugment: batch[{key!r}] is a {_describe_value(value)}, expected "
+                    f"integer {layout} = {want} for the image {tuple(image.shape)}"
+                )
+        return image
+
+    def __call__(
+        self, batch: Mapping[str, torch.Tensor], params: AugmentParams | None = None
+    ) -> dict[str, torch.Tensor]:
+        image = self._check_batch(batch)
+        b, c, h, w = image.shape
+        if params is None:
+            params = self.sample_params(b, h, w, c)
+        elif len(params) != b:
+            raise ValueError(f"argument 'params' holds {len(params)} samples, the batch {b}")
+        self.last_params = params
+        p = params.to(image.device)
+        out = dict(batch)
+        masks = [k for k, t in self.tasks.items() if t.kind == SEGMENTATION and k in batch]
+        if self.geometric or self.hflip:
+            theta = affine_theta(p, h, w).to(image.dtype)
+            grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+            out[IMAGE] = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
+                                       align_corners=False)
+            if masks:
+                # All masks in one nearest-neighbour pass: class indices are never blended.
+                stacked = torch.stack([batch[k] for k in masks], 1).to(image.dtype)
+                moved = F.grid_sample(stacked, grid, mode="nearest", padding_mode="zeros",
+                                      align_corners=False)
+                for i, k in enumerate(masks):
+                    out[k] = moved[:, i].round().to(batch[k].dtype)
+        if self.photometric:
+            out[IMAGE] = color_jitter(out[IMAGE], p)
+        if self.channel_shuffle:
+            out[IMAGE] = permute_channels(out[IMAGE], p.channels)
+        for key, lut in self._luts.items():
+            if key in out:
+                labels = out[key]
+                fired = p.flip.view(-1, *[1] * (labels.ndim - 1))
+                mapped = lut.to(labels.device)[labels.long()].to(labels.dtype)
+                out[key] = torch.where(fired, mapped, labels)
+        return out
+
+
+def ink(image: torch.Tensor) -> torch.Tensor:
+    """How far each pixel is from its image's background, in [0, 1] of the image's range.
+
+    The background is each channel's most common value (a digit image's background is one flat
+    colour, whatever colour jitter, inversion or normalisation did to it); the distance is the
+    largest over channels, divided by the image's largest, so which pixels count as ink does
+    not depend on the image's scale.
+
+    image: C x H x W or B x C x H x W -> H x W or B x H x W.
+    """
+    x = (image if image.ndim == 4 else image[None]).float()
+    top = x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)
+    levels = (x.flatten(2) * (255 / top.clamp_min(1e-12))[:, None, None]).round()
+    background = levels.mode(dim=2).values[:, :, None, None] / (255 / top[:, None, None, None])
+    dist = (x - background).abs().amax(dim=1)  # B x H x W
+    out = dist / dist.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return out if image.ndim == 4 else out[0]
+
+
+def mask_alignment(
+    image: torch.Tensor, mask: torch.Tensor, faint: float = 0.02, strong: float = 0.5
+) -> tuple[float, float]:
+    """How well a mask fits an image's digit pixels: two fractions, 1.0 meaning perfectly.
+
+    Returns ``(labelled_with_ink, strong_ink_labelled)``: the fraction of the mask's labelled
+    pixels (mask > 0) whose ``ink`` is above ``faint``, and the fraction of strong-ink pixels
+    (``ink`` above ``strong``) that the mask labels. A mask left behind by a geometric transform,
+    or moved differently from the image, scores low on both.
+
+    image: C x H x W or B x C x H x W; mask: H x W or B x H x W (integer).
+    """
+    level = ink(image)
+    labelled = mask > 0
+    strong_px = level > strong
+    a = float((level[labelled] > faint).float().mean()) if labelled.any() else 1.0
+    b = float(labelled[strong_px].float().mean()) if strong_px.any() else 1.0
+    return a, b
