@@ -168,8 +168,11 @@ def compose_pairs(
             f"argument 'digits' has dtype {digits.dtype} and shape {tuple(digits.shape)}, "
             f"expected uint8 M x {DIGIT} x {DIGIT}"
         )
-    pairs = torch.randint(len(digits), (size, 2), generator=generator)
-    colours = torch.randint(len(PALETTE), (size, 2), generator=generator)
+    # One row of uniform draws per sample (left, right, left tint, right tint), so that sample i
+    # is the same whatever ``size`` is: a smaller data set is a prefix of a larger one.
+    draws = torch.rand(size, 4, generator=generator, dtype=torch.float64)
+    pairs = (draws[:, :2] * len(digits)).long().clamp_max(len(digits) - 1)
+    colours = (draws[:, 2:] * len(PALETTE)).long().clamp_max(len(PALETTE) - 1)
     if not tint:
         colours = torch.zeros_like(colours)
     # Place and resize every source digit once per canvas position, then gather per sample:

@@ -195,3 +195,68 @@ def check_mixup_loss(mixup_loss: Callable) -> None:
                 "label labels[perm]), with the sample's own lam; then the mean over the batch."
             )
     _correct("every classification head mixes its loss with the same per-sample lam.")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 04: joint versus alternating
+
+
+def check_alternating_step(alternating_step: Callable) -> None:
+    """Exercise 04.1: ``alternating_step(model, batch, task, optimizer)`` updates the model on
+    one task, running only the backbone and that task's head."""
+    import torch.nn.functional as F
+
+    from .models import make_model
+    from .tasks import multidigits_tasks, select_tasks
+
+    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(8, 3, 28, 28, generator=g),
+             "left": torch.randint(10, (8,), generator=g),
+             "right": torch.randint(10, (8,), generator=g)}
+    for task in ("left", "right"):
+        theirs = make_model(tasks, seed=1)
+        ours = make_model(tasks, seed=1)
+        calls: list[str] = []
+        for name, head in theirs.heads.items():
+            head.register_forward_hook(lambda *args, name=name, calls=calls: calls.append(name))
+        _call(alternating_step, theirs, batch, task, torch.optim.SGD(theirs.parameters(), lr=0.1))
+        opt = torch.optim.SGD(ours.parameters(), lr=0.1)
+        F.cross_entropy(ours.heads[task](ours.backbone(batch["image"])), batch[task]).backward()
+        opt.step()
+        if calls != [task]:
+            raise ExerciseError(
+                f"for task {task!r} your step ran the heads {calls}; run the backbone, then only "
+                f"model.heads[{task!r}]"
+            )
+        for (name, p), q in zip(theirs.named_parameters(), ours.parameters(), strict=True):
+            if not torch.allclose(p, q, atol=1e-6):
+                raise ExerciseError(
+                    f"after your step on {task!r}, parameter {name} differs from one SGD step "
+                    "on that task's cross-entropy. Hint: zero the gradients, forward, loss, "
+                    "backward, optimizer.step()."
+                )
+    _correct("one forward pass, one backward pass, one task: that is an alternating step.")
+
+
+def check_gradient_cosine(gradient_cosine: Callable) -> None:
+    """Exercise 04.2: the cosine similarity of two gradients given as lists of tensors."""
+    g = torch.Generator().manual_seed(0)
+    a = [torch.randn(3, 4, generator=g), torch.randn(5, generator=g)]
+    cases = [
+        (a, [t.clone() for t in a], 1.0),
+        (a, [-2 * t for t in a], -1.0),
+        ([torch.tensor([1.0, 0.0])], [torch.tensor([0.0, 3.0])], 0.0),
+    ]
+    b = [torch.randn(3, 4, generator=g), torch.randn(5, generator=g)]
+    flat_a, flat_b = torch.cat([t.flatten() for t in a]), torch.cat([t.flatten() for t in b])
+    cases.append((a, b, float(flat_a @ flat_b / (flat_a.norm() * flat_b.norm()))))
+    for x, y, expected in cases:
+        got = _call(gradient_cosine, x, y)
+        got = float(got) if isinstance(got, (torch.Tensor, int, float)) else got
+        if not isinstance(got, float) or abs(got - expected) > 1e-5:
+            raise ExerciseError(
+                f"gradient_cosine returned {got!r}, expected {expected:.4f}. Hint: flatten and "
+                "concatenate each list into one vector, then a . b / (|a| |b|)."
+            )
+    _correct("parallel gradients give 1, opposite -1, orthogonal 0.")
