@@ -3,7 +3,7 @@
 One module per concept; the names used by the notebooks are re-exported here.
 """
 
-from . import exercises, plots
+from . import exercises, gradients, plots
 from .audit import LabelSafetyError, audit, check_pipeline, declare_kind, transform_kinds
 from .augment import RandomFlip, SampleTransform
 from .batch_augment import AugmentParams, BatchAugment, mask_alignment
@@ -45,10 +45,17 @@ from .strategies import (
 from .tasks import LabelEffect, Task, multidigits_tasks, multitask_score, select_tasks
 from .train import History, Joint, NonFiniteLossError, Strategy, evaluate, train
 from .utils import get_device, seed_everything, set_deterministic
+from .weighting import WEIGHTINGS, NonFiniteWeightError, Weighted, Weighting, make_weighting
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "WEIGHTINGS",
+    "NonFiniteWeightError",
+    "Weighted",
+    "Weighting",
+    "gradients",
+    "make_weighting",
     "STRATEGIES",
     "Alternating",
     "AugmentParams",

@@ -74,6 +74,8 @@ class StepStats:
     ``losses`` holds the tasks whose loss the step computed (all tasks for ``Joint``, one for
     ``Alternating``). ``seen[task]`` is the number of images that task's loss was computed on;
     left out, each task in ``losses`` counts ``images // forward`` (one pass's batch).
+    ``weights`` is ``{task: weight}`` for strategies that choose task weights each step
+    (``weighting.Weighted``); ``train`` records it in ``History.weights``.
     """
 
     losses: dict[str, float]
@@ -81,6 +83,7 @@ class StepStats:
     backward: int  # backward passes through the shared backbone
     images: int  # images that went through the backbone (forward), all passes counted
     seen: dict[str, int] | None = None  # images each task's loss saw
+    weights: dict[str, float] | None = None  # the step's task weights (weighting methods)
 
     def __post_init__(self) -> None:
         if self.seen is None:
@@ -574,8 +577,12 @@ def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:
     """A ``Strategy`` from its name, with ``options`` passed to its class, or as given.
 
     ``make_strategy("alternating", optimizers="per_task")`` is
-    ``Alternating(optimizers="per_task")``.
+    ``Alternating(optimizers="per_task")``. The name of a weighting method (``"mgda"``,
+    ``"pcgrad"``, ...; see ``weighting.WEIGHTINGS``) gives ``weighting.Weighted(name,
+    **options)``: ``make_strategy("mgda", source="parameters")``.
     """
+    from .weighting import WEIGHTINGS, Weighted  # here: weighting builds on this module
+
     if isinstance(strategy, Strategy):
         if options:
             raise ValueError(
@@ -583,10 +590,12 @@ def make_strategy(strategy: str | Strategy, **options: Any) -> Strategy:
                 "creating it"
             )
         return strategy
+    if isinstance(strategy, str) and strategy in WEIGHTINGS and strategy not in STRATEGIES:
+        return Weighted(strategy, **options)
     if strategy not in STRATEGIES:
         raise ValueError(
-            f"argument 'strategy' is {strategy!r}, expected one of {tuple(STRATEGIES)} or a "
-            "Strategy instance"
+            f"argument 'strategy' is {strategy!r}, expected one of {tuple(STRATEGIES)}, a "
+            f"weighting method {tuple(WEIGHTINGS)}, or a Strategy instance"
         )
     if strategy == "joint" and options:
         raise ValueError(f"strategy 'joint' takes no options, got {sorted(options)}")

@@ -66,6 +66,9 @@ class History:
     gradient-conflict measurement (``train(..., conflict_every=k)``): ``{"step": s, "cosine":
     {"a|b": c, ...}, "norm": {task: |g|, ...}}``, measured on step s's batch at the weights that
     step starts from; ``conflict_seconds`` is the time they took (not in ``seconds``).
+    ``weights`` has one record per step of a strategy that sets task weights (a weighting
+    method, ``train(..., strategy="mgda")``): ``{"step": s, "weights": {task: w, ...}}``;
+    ``weight_curve`` gives one task's.
 
     Plain Python values only, so a checkpoint holding ``to_dict()`` loads with
     ``weights_only=True``; ``from_dict`` also reads histories saved before the newer fields.
@@ -84,6 +87,7 @@ class History:
     loss_steps: dict[str, list[int]] = field(default_factory=dict)
     conflict: list[dict[str, Any]] = field(default_factory=list)
     conflict_seconds: float = 0.0
+    weights: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for t in self.tasks:
@@ -98,6 +102,8 @@ class History:
             self.loss_steps[t].append(self.steps)
         for t, n in stats.seen.items():
             self.task_images[t] += n
+        if stats.weights is not None:
+            self.weights.append({"step": self.steps, "weights": dict(stats.weights)})
         self.steps += 1
         self.images += stats.images
         self.forward += stats.forward
@@ -150,6 +156,11 @@ class History:
             raise ValueError(f"arguments 'a' and 'b' are both {a!r}, expected two tasks")
         key = pair_name(a, b) if self.tasks.index(a) < self.tasks.index(b) else pair_name(b, a)
         return [r["step"] for r in self.conflict], [r["cosine"][key] for r in self.conflict]
+
+    def weight_curve(self, task: str) -> tuple[list[int], list[float]]:
+        """``(steps, weights)`` of ``task`` over training (strategies that set task weights)."""
+        self._check_task(task)
+        return [r["step"] for r in self.weights], [r["weights"][task] for r in self.weights]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so checkpoints load with ``weights_only=True``."""
@@ -285,8 +296,10 @@ def train(
             ``(optimizer, total_steps) -> scheduler``; with per-task optimizers, one scheduler
             each, all stepped every batch.
         strategy: how a batch updates the model: ``"joint"``, ``"alternating"``,
-            ``"alternating-random"``, ``"sequential"``, or a ``Strategy`` (for options, such as
-            ``Alternating(optimizers="per_task")``).
+            ``"alternating-random"``, ``"sequential"``, a weighting method's name (``"mgda"``,
+            ``"pcgrad"``, ...: ``weighting.WEIGHTINGS``), or a ``Strategy`` (for options, such
+            as ``Alternating(optimizers="per_task")`` or ``Weighted("mgda",
+            source="parameters")``).
         weights: per-task loss weights (default 1 each).
         augment: applied to each training batch on the device, before the update (batch
             augmentation of the image and all its targets together); never to test batches.

@@ -1,0 +1,438 @@
+"""Weighting methods: mathematical properties on random gradient matrices (not fixed numbers),
+the ``Weighted`` strategy in ``train`` with both gradient sources, bad input, and a smoke test
+of the weighting benchmark.
+
+Gradient matrices come from seeded generators, in float64 so that tolerances can be tight.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mtlaug_lib.data import MultiDigits, TensorLoader
+from mtlaug_lib.gradients import cagrad, imtl_g, mgda, pcgrad, pcgrad_project
+from mtlaug_lib.losses import MultiTaskLoss
+from mtlaug_lib.models import make_model
+from mtlaug_lib.strategies import NonFiniteLossError
+from mtlaug_lib.tasks import multidigits_tasks, select_tasks
+from mtlaug_lib.train import train
+from mtlaug_lib.weighting import (
+    DWA,
+    SOURCES,
+    WEIGHTINGS,
+    GradNorm,
+    NonFiniteWeightError,
+    UncertaintyWeighting,
+    Weighted,
+    dwa_weights,
+    make_weighting,
+)
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+GRADIENT_METHODS = [n for n, cls in WEIGHTINGS.items() if getattr(cls, "uses_gradients", False)]
+LOSS_METHODS = [n for n in WEIGHTINGS if n not in GRADIENT_METHODS]
+OPTIONS = {"fixed": {"weights": {"a": 1.0, "b": 0.5, "c": 2.0, "d": 1.0}}}
+
+
+def random_G(T: int, D: int, seed: int) -> torch.Tensor:
+    return torch.randn(T, D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def conflicting_G(T: int, D: int, seed: int) -> torch.Tensor:
+    """Gradients with at least one conflicting pair (<g_0, g_1> < 0)."""
+    G = random_G(T, D, seed)
+    if G[0] @ G[1] > 0:
+        G[1] = -G[1]
+    return G
+
+
+SHAPES = [(T, D, seed) for T, D in [(3, 3), (3, 20), (4, 2), (4, 50), (5, 8)] for seed in (0, 1)]
+
+
+# ---- MGDA ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mgda_two_tasks_is_the_min_norm_point_of_the_segment(seed: int) -> None:
+    G = random_G(2, 7, seed)
+    if seed % 2:
+        G[1] = G[0] * 0.3 + 0.2 * G[1]  # sometimes an endpoint is the minimum
+    d, w = mgda(G)
+    gammas = torch.linspace(0, 1, 20001, dtype=torch.float64)
+    segment = gammas[:, None] * G[0] + (1 - gammas[:, None]) * G[1]
+    assert d.norm() <= segment.norm(dim=1).min() + 1e-9
+    assert torch.allclose(d, w @ G) and w.min() >= 0 and math.isclose(w.sum(), 1, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize(("T", "D", "seed"), SHAPES)
+def test_mgda_satisfies_the_optimality_conditions_and_conflicts_with_no_task(T, D, seed) -> None:
+    G = random_G(T, D, seed)
+    d, w = mgda(G)
+    scale = float((G * G).sum(dim=1).max())
+    tol = 1e-9 * scale
+    assert w.min() >= 0 and math.isclose(float(w.sum()), 1.0, abs_tol=1e-12)
+    inner = G @ d  # <g_i, d>
+    norm2 = float(d @ d)
+    # KKT of min |w G|^2 on the simplex: <g_i, d> = |d|^2 where w_i > 0, >= |d|^2 elsewhere.
+    assert (inner >= norm2 - tol).all()
+    active = w > 1e-9
+    assert torch.allclose(inner[active], torch.full_like(inner[active], norm2), atol=1e-7 * scale)
+    assert (inner >= -tol).all()  # no task's loss increases to first order
+    # and no other point of the hull is shorter
+    others = torch.distributions.Dirichlet(torch.ones(T, dtype=torch.float64)).sample((2000,))
+    assert d.norm() <= (others @ G).norm(dim=1).min() + 1e-9
+
+
+def test_mgda_is_zero_when_the_hull_holds_zero() -> None:
+    G = random_G(3, 10, 0)
+    G[2] = -(G[0] + G[1]) / 2  # 0 = (g0 + g1 + 2 g2) / 4
+    d, _ = mgda(G)
+    assert d.norm() < 1e-9 * G.norm()
+
+
+# ---- PCGrad ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pcgrad_two_conflicting_tasks_end_orthogonal(seed: int) -> None:
+    G = conflicting_G(2, 12, seed)
+    P = pcgrad_project(G)
+    assert abs(float(P[0] @ G[1])) < 1e-10 and abs(float(P[1] @ G[0])) < 1e-10
+    d, w = pcgrad(G)
+    assert torch.allclose(d, P.sum(0)) and torch.allclose(d, w @ G)
+
+
+@pytest.mark.parametrize(("T", "seed"), [(3, 0), (4, 1), (5, 2)])
+def test_pcgrad_without_conflict_is_the_plain_sum(T: int, seed: int) -> None:
+    G = random_G(T, 30, seed).abs()  # non-negative entries: every inner product is >= 0
+    d, w = pcgrad(G, torch.Generator().manual_seed(seed))
+    assert torch.allclose(d, G.sum(0)) and torch.allclose(w, torch.ones(T, dtype=G.dtype))
+
+
+@pytest.mark.parametrize(("T", "D", "seed"), SHAPES)
+def test_pcgrad_removes_the_conflict_with_the_last_task_it_projects_on(T, D, seed) -> None:
+    G = conflicting_G(T, D, seed)
+    gen = torch.Generator().manual_seed(seed)
+    orders = [[j for j in torch.randperm(T, generator=gen).tolist() if j != i] for i in range(T)]
+    P = pcgrad_project(G, orders=orders)
+    for i in range(T):
+        last = orders[i][-1]  # a later projection cannot re-introduce this conflict
+        assert float(P[i] @ G[last]) >= -1e-9 * float(G.norm()) ** 2
+        if float(G[i] @ G[last]) >= 0 and all(float(G[i] @ G[j]) >= 0 for j in orders[i]):
+            assert torch.allclose(P[i], G[i])  # no conflict: left alone
+
+
+# ---- CAGrad, IMTL-G --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("T", "D", "seed"), SHAPES)
+def test_cagrad_with_c_zero_is_the_mean_gradient(T, D, seed) -> None:
+    G = random_G(T, D, seed)
+    d, w = cagrad(G, c=0.0)
+    assert torch.allclose(d, G.mean(0)) and torch.allclose(w, torch.full((T,), 1 / T).double())
+
+
+@pytest.mark.parametrize(("T", "D", "seed"), SHAPES)
+@pytest.mark.parametrize("c", [0.2, 0.5, 0.9])
+def test_cagrad_maximises_the_worst_improvement_within_its_ball(T, D, seed, c) -> None:
+    G = random_G(T, D, seed)
+    g0 = G.mean(0)
+    d, w = cagrad(G, c=c)
+    assert torch.allclose(d, w @ G)
+    radius = c * float(g0.norm())
+    assert float((d - g0).norm()) <= radius * (1 + 1e-9)
+    worst = float((G @ d).min())
+    assert worst >= float((G @ g0).min()) - 1e-9  # at least as good as the mean gradient
+    v = torch.randn(4000, D, generator=torch.Generator().manual_seed(seed), dtype=G.dtype)
+    sphere = g0 + radius * v / v.norm(dim=1, keepdim=True)
+    assert (sphere @ G.T).min(dim=1).values.max() <= worst + 1e-7 * float(G.norm()) ** 2
+
+
+@pytest.mark.parametrize(("T", "D", "seed"), SHAPES)
+def test_imtl_g_projects_equally_on_every_unit_gradient(T, D, seed) -> None:
+    G = random_G(T, D, seed)
+    if D < T:
+        pytest.skip("with D < T the conditions are over-determined (least squares)")
+    d, w = imtl_g(G)
+    proj = (G / G.norm(dim=1, keepdim=True)) @ d
+    assert torch.allclose(proj, proj.mean().expand(T), atol=1e-9 * float(d.norm()))
+    assert math.isclose(float(w.sum()), 1.0, abs_tol=1e-9) and torch.allclose(d, w @ G)
+
+
+# ---- loss-based methods ----------------------------------------------------------------------
+
+
+def test_uncertainty_parameters_follow_its_loss() -> None:
+    uw = UncertaintyWeighting(lr=0.05)
+    uw.reset(["a", "b", "c"])
+    L = torch.tensor([0.5, 2.0, 4.0])
+    with torch.no_grad():
+        uw.param.copy_(L.log())  # the optimum s = log L: the gradient vanishes there
+    uw.combine(L).loss.backward()
+    assert torch.allclose(uw.param.grad, torch.zeros(3), atol=1e-6)
+    uw.reset(["a", "b", "c"])  # from s = 0, training moves s towards log L and stays finite
+    for _ in range(300):
+        comb = uw.combine(L)
+        comb.loss.backward()
+        uw.update()
+    assert torch.allclose(uw.log_vars, L.log(), atol=0.05)
+    assert torch.allclose(comb.weights, torch.exp(-uw.log_vars), atol=0.05)
+
+
+def test_dwa_weights_follow_the_loss_ratio() -> None:
+    prev, before = torch.tensor([1.0, 0.9, 0.5]), torch.tensor([1.0, 1.0, 1.0])
+    w = dwa_weights(prev, before, temperature=2.0)
+    expected = 3 * torch.exp(prev / 2) / torch.exp(prev / 2).sum()
+    assert torch.allclose(w, expected) and math.isclose(float(w.sum()), 3, rel_tol=1e-6)
+    assert w[0] > w[1] > w[2]  # the task whose loss fell least gets the most weight
+    assert torch.allclose(dwa_weights(before * 2, before), torch.ones(3))  # same ratios: 1 each
+    dwa = DWA(temperature=2.0, window=2)
+    dwa.reset(["a", "b"])
+    seen = [dwa.combine(torch.tensor(x)).weights for x in ([4.0, 4.0], [4.0, 4.0],
+                                                             [4.0, 1.0], [4.0, 1.0], [1.0, 1.0])]
+    assert all(torch.equal(s, torch.ones(2)) for s in seen[:4])  # two windows to go
+    assert torch.allclose(seen[4], dwa_weights(torch.tensor([4.0, 1.0]), torch.tensor([4.0, 4.0])))
+
+
+def test_gradnorm_keeps_the_sum_and_favours_the_slower_task() -> None:
+    gn = GradNorm(alpha=1.5, lr=0.05)
+    gn.reset(["a", "b", "c"])
+    G = random_G(3, 40, 0).float()
+    G = G / G.norm(dim=1, keepdim=True)  # equal gradient norms
+    for step in range(20):
+        L = torch.tensor([1.0, 1.0 / (1 + step), 1.0 / (1 + step)])  # task a stops improving
+        gn.combine(L, G)
+        assert math.isclose(float(gn.param.detach().sum()), 3.0, rel_tol=1e-5)
+    w = gn.param.detach()
+    assert w[0] > w[1] and w[0] > w[2] and w.min() > 0
+
+
+# ---- every method ----------------------------------------------------------------------------
+
+
+def _fresh(name: str, tasks: list[str]):
+    options = {"weights": {t: OPTIONS["fixed"]["weights"][t] for t in tasks}} if (
+        name == "fixed") else {}
+    method = make_weighting(name, **options)
+    method.reset(tasks)
+    return method
+
+
+def _run(name: str, tasks: list[str], L: torch.Tensor, G: torch.Tensor, steps: int = 3):
+    method, comb = _fresh(name, tasks), None
+    for _ in range(steps):
+        comb = method.combine(L, G if method.uses_gradients else None)
+        if comb.loss is not None and comb.loss.requires_grad:  # learnable weights
+            comb.loss.backward()
+        method.update()
+    return comb
+
+
+@pytest.mark.parametrize("name", list(WEIGHTINGS))
+def test_every_method_permutes_with_the_tasks(name: str) -> None:
+    if name == "rlw":
+        pytest.skip("random weights are i.i.d. per task: equivariant in distribution only")
+    T = 2 if name == "pcgrad" else 3  # PCGrad's random order: deterministic for two tasks
+    tasks = ["a", "b", "c"][:T]
+    G, L = conflicting_G(T, 20, 3), torch.tensor([0.7, 2.0, 1.3][:T])
+    for perm in itertools.permutations(range(T)):
+        perm = list(perm)
+        base = _run(name, tasks, L.clone(), G)
+        permuted = _run(name, [tasks[i] for i in perm], L[perm].clone(), G[perm])
+        assert torch.allclose(permuted.weights, base.weights[perm], atol=1e-6), perm
+        if base.direction is not None:  # one direction, whatever the tasks' order
+            assert torch.allclose(permuted.direction, base.direction, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(WEIGHTINGS))
+@pytest.mark.parametrize("kind", ["zero", "one-zero", "parallel", "opposite"])
+def test_every_method_is_finite_on_zero_and_parallel_gradients(name: str, kind: str) -> None:
+    g = random_G(1, 20, 0)[0]
+    G = {"zero": torch.zeros(3, 20, dtype=g.dtype),
+         "one-zero": torch.stack([g, 0 * g, 2 * g]),
+         "parallel": torch.stack([g, 2 * g, 0.5 * g]),
+         "opposite": torch.stack([g, -2 * g, 0.5 * g])}[kind]
+    comb = _run(name, ["a", "b", "c"], torch.tensor([1.0, 2.0, 0.5]), G)
+    assert torch.isfinite(comb.weights).all()
+    if comb.direction is not None:
+        assert torch.isfinite(comb.direction).all()
+        if kind == "zero":
+            assert torch.equal(comb.direction, torch.zeros(20, dtype=G.dtype))
+
+
+# ---- the strategy in train -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny() -> MultiDigits:
+    return MultiDigits("train", size=64, seed=0)  # 2 batches of 32
+
+
+RUNS = [(n, None) for n in LOSS_METHODS] + [(n, s) for n in GRADIENT_METHODS for s in SOURCES]
+
+
+@pytest.mark.parametrize(("name", "source"), RUNS)
+def test_train_runs_every_method_and_records_its_weights(name, source, tiny) -> None:
+    tasks = multidigits_tasks()
+    options = {"weights": {"left": 1.0, "right": 0.5, "mask": 2.0}} if name == "fixed" else {}
+    model = make_model(tasks, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = train(model, tasks, TensorLoader(tiny, 32, shuffle=True, seed=0), epochs=1,
+                    strategy=Weighted(name, source=source, **options), progress=False)
+    T = len(tasks)
+    assert history.steps == 2 and history.forward == 2 and history.images == 64
+    assert history.backward == (2 * T if source == "parameters" else 2)
+    assert [r["step"] for r in history.weights] == [0, 1]
+    assert all(set(r["weights"]) == set(tasks) for r in history.weights)
+    assert all(math.isfinite(w) for r in history.weights for w in r["weights"].values())
+    if name == "fixed":
+        assert history.weight_curve("right") == ([0, 1], [0.5, 0.5])
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
+    assert all(changed)  # backbone and every head moved
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_gradnorm_first_step_equals_joint_from_either_source(source: str, tiny) -> None:
+    """GradNorm's first weights are 1, so its first update must be joint training's exactly:
+    this checks how each source writes the combined gradient and the heads' gradients."""
+    tasks = select_tasks(multidigits_tasks(), ["left", "mask"])
+    data = TensorLoader(MultiDigits("train", size=32, seed=1), 32, shuffle=False)
+    models = []
+    for strategy in ("joint", Weighted("gradnorm", source=source)):
+        model = make_model(tasks, seed=0)
+        train(model, tasks, data, epochs=1, strategy=strategy, schedule=None, progress=False,
+              optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_train_takes_a_method_name_and_options(tiny) -> None:
+    tasks = multidigits_tasks()
+    h = train(make_model(tasks, seed=0), tasks, TensorLoader(tiny, 32), epochs=1,
+              strategy="mgda", progress=False)
+    assert h.backward == 2 and len(h.weights) == 2
+    w = [sum(r["weights"].values()) for r in h.weights]
+    assert all(math.isclose(s, 1.0, rel_tol=1e-5) for s in w)  # MGDA's weights: the simplex
+
+
+def test_uncertainty_state_survives_a_weights_only_checkpoint(tmp_path: Path, tiny) -> None:
+    tasks = multidigits_tasks()
+    strategy = Weighted("uncertainty")
+    train(make_model(tasks, seed=0), tasks, TensorLoader(tiny, 32), epochs=1, strategy=strategy,
+          progress=False)
+    torch.save(strategy.state_dict(), tmp_path / "s.pt")
+    again = Weighted("uncertainty")
+    again.method.reset(list(tasks))
+    again.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert torch.equal(again.method.log_vars, strategy.method.log_vars)
+    assert not torch.equal(strategy.method.log_vars, torch.zeros(3))  # they were trained
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+class _DictModel(nn.Module):
+    """A model without a shared backbone: per-task gradients on a shared part cannot be had."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.lin(x.flatten(1))
+        return {"left": out, "right": out}
+
+
+def test_bad_input_gives_clear_errors(tiny) -> None:
+    with pytest.raises(ValueError, match=r"argument 'method' is 'mgda-ub', expected one of "
+                                         r"\('equal', 'fixed', .*'imtl-g'\)"):
+        Weighted("mgda-ub")
+    with pytest.raises(ValueError, match=r"argument 'strategy' is 'pcgard', expected one of .*"
+                                         r"weighting method \('equal'"):
+        train(make_model(multidigits_tasks()), multidigits_tasks(), TensorLoader(tiny, 32),
+              epochs=1, strategy="pcgard", progress=False)
+    with pytest.raises(ValueError, match=r"argument 'source' is 'params', expected one of"):
+        Weighted("mgda", source="params")
+    with pytest.raises(ValueError, match=r"'source' is 'parameters', but method 'dwa' weights"):
+        Weighted("dwa", source="parameters")
+    with pytest.raises(ValueError, match=r"the weight of task 'b' is nan"):
+        Weighted("fixed", weights={"a": 1.0, "b": float("nan")})
+    with pytest.raises(ValueError, match=r"argument 'c' is -1"):
+        Weighted("cagrad", c=-1)
+    with pytest.raises(ValueError, match=r"rows \(tasks\) \[1\]"):
+        mgda(torch.tensor([[1.0, 2.0], [float("nan"), 0.0]]))
+    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
+    loader = TensorLoader(tiny, 32)
+    with pytest.raises(TypeError, match=r"method 'pcgrad' needs per-task gradients.*got a "
+                                        r"_DictModel"):
+        train(_DictModel(), tasks, loader, epochs=1, strategy="pcgrad", progress=False)
+    with pytest.raises(ValueError, match=r"sets the task weights itself: leave 'weights' out"):
+        train(make_model(tasks), tasks, loader, epochs=1, strategy="mgda", progress=False,
+              weights={"left": 1.0, "right": 2.0})
+    with pytest.raises(ValueError, match=r"names tasks \['a', 'b'\], expected exactly"):
+        train(make_model(tasks), tasks, loader, epochs=1, progress=False,
+              strategy=Weighted("fixed", weights={"a": 1.0, "b": 1.0}))
+
+
+@pytest.mark.parametrize(("name", "source"), [("equal", None), ("mgda", "representation"),
+                                              ("pcgrad", "parameters")])
+def test_nan_losses_stop_training_before_the_update(name, source, tiny) -> None:
+    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
+    model = make_model(tasks, seed=0)
+    with torch.no_grad():
+        model.heads["right"].fc2.bias.fill_(float("nan"))
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    with pytest.raises(NonFiniteLossError, match=r"the loss of task 'right' is nan at step 0"):
+        train(model, tasks, TensorLoader(tiny, 32), epochs=1, progress=False,
+              strategy=Weighted(name, source=source))
+    assert all(torch.equal(b, p) for b, p in zip(before, model.backbone.parameters(),
+                                                  strict=True))
+
+
+def test_nan_weights_are_caught_with_the_method_and_step(tiny) -> None:
+    strategy = Weighted("uncertainty")
+    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
+    strategy.setup(MultiTaskLoss(tasks))
+    with torch.no_grad():
+        strategy.method.param.fill_(float("nan"))
+    with pytest.raises(NonFiniteWeightError, match=r"method 'uncertainty' gave non-finite task "
+                                                   r"weights .* at step 0"):
+        train(make_model(tasks), tasks, TensorLoader(tiny, 32), epochs=1, progress=False,
+              strategy=_NoReset(strategy))
+
+
+class _NoReset(Weighted):
+    """Wraps a prepared Weighted strategy, keeping its (deliberately broken) state."""
+
+    def __init__(self, inner: Weighted) -> None:
+        self.__dict__.update(inner.__dict__)
+
+    def setup(self, loss_fn) -> None:  # keep the NaN parameters
+        pass
+
+
+# ---- the benchmark ---------------------------------------------------------------------------
+
+
+def test_bench_weighting_runs_and_records(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_weighting", BENCH / "bench_weighting.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "weighting.json"
+    result = module.main(["--size", "32", "--batch-size", "16", "--rounds", "1",
+                          "--steps-per-round", "1", "--methods", "equal,mgda,dwa",
+                          "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["ms_per_step (median)"]) == {"joint", "equal", "mgda@representation",
+                                                  "mgda@parameters", "dwa"}
+    assert "mgda@representation" in saved["representation_within_1.5x"]
+    assert result["machine"]["torch"]
