@@ -260,3 +260,51 @@ def check_gradient_cosine(gradient_cosine: Callable) -> None:
                 "concatenate each list into one vector, then a . b / (|a| |b|)."
             )
     _correct("parallel gradients give 1, opposite -1, orthogonal 0.")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 05: loss weighting and gradient combination
+
+
+def check_mgda_two_tasks(mgda_two: Callable) -> None:
+    """Exercise 05.1: ``mgda_two(g1, g2)`` -> the weight ``a`` of g1 in the minimum-norm point
+    ``a * g1 + (1 - a) * g2`` of the segment between two gradients (a float in [0, 1])."""
+    from .gradients import mgda
+
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.randn(2, 6, generator=g, dtype=torch.float64) for _ in range(4)]
+    cases.append(torch.tensor([[1.0, 0.0], [3.0, 0.0]], dtype=torch.float64))  # parallel
+    cases.append(torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float64))  # equal
+    for G in cases:
+        _, w = mgda(G)
+        got = _call(mgda_two, G[0].clone(), G[1].clone())
+        got = float(got) if isinstance(got, (torch.Tensor, int, float)) else got
+        point = got * G[0] + (1 - got) * G[1] if isinstance(got, float) else None
+        best = w[0] * G[0] + w[1] * G[1]
+        if point is None or not 0 <= got <= 1 or float(point.norm() - best.norm()) > 1e-6:
+            raise ExerciseError(
+                f"for g1={G[0].tolist()[:3]}..., g2={G[1].tolist()[:3]}... you returned {got!r}; "
+                f"the minimum-norm weight is {float(w[0]):.4f}. Hint: minimise "
+                "|a g1 + (1-a) g2|^2 over a: a = (g2 - g1) . g2 / |g1 - g2|^2, clipped to [0, 1]."
+            )
+    _correct("the two-task MGDA weight has a closed form: no solver needed.")
+
+
+def check_pcgrad_projection(project: Callable) -> None:
+    """Exercise 05.2: ``project(g1, g2)`` -> g1 with its component against g2 removed when the
+    two conflict (negative inner product), else g1 unchanged."""
+    g = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        g1, g2 = torch.randn(5, generator=g), torch.randn(5, generator=g)
+        dot = g1 @ g2
+        expected = g1 - dot / (g2 @ g2) * g2 if dot < 0 else g1
+        got = _call(project, g1.clone(), g2.clone())
+        if not isinstance(got, torch.Tensor) or got.shape != g1.shape or not torch.allclose(
+            got, expected, atol=1e-5
+        ):
+            raise ExerciseError(
+                f"project({g1.tolist()}, {g2.tolist()}) returned {got!r}, expected "
+                f"{expected.tolist()}. Hint: only when g1 . g2 < 0, subtract "
+                "(g1 . g2 / |g2|^2) g2 from g1."
+            )
+    _correct("after the projection, the conflicting component is gone: g1' . g2 = 0.")

@@ -165,7 +165,8 @@ def plot_metric_spread(
     """
     settings = list(results)
     tasks = list(next(iter(results.values())))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(tasks) * len(settings) + 2), 3.4))
+    width = min(13.0, max(6.0, 0.9 * len(tasks) * len(settings) + 2))
+    fig, ax = plt.subplots(figsize=(width, 3.4))
     width = 0.8 / len(settings)
     for j, setting in enumerate(settings):
         xs = np.arange(len(tasks)) + (j - (len(settings) - 1) / 2) * width

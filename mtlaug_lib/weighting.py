@@ -465,12 +465,31 @@ class PCGrad(GradientWeighting):
 
 class MGDA(GradientWeighting):
     """MGDA (Sener & Koltun, NeurIPS 2018): ``gradients.mgda``, the minimum-norm point of the
-    convex hull of the task gradients. With ``source="representation"``: MGDA-UB."""
+    convex hull of the task gradients. With ``source="representation"``: MGDA-UB.
+
+    The minimum-norm point leans toward the task with the smallest gradient, so a task whose
+    loss has a small scale (a loss averaged over many pixels) can take almost all the weight.
+    ``normalize="l2"`` solves on unit task gradients instead, as Sener & Koltun's own code can;
+    the returned weights then apply to the raw gradients (``w_i / |g_i|``), so ``d = w @ G``.
+    """
 
     name = "mgda"
 
+    def __init__(self, normalize: str | None = None) -> None:
+        super().__init__()
+        if normalize not in (None, "l2"):
+            raise ValueError(f"argument 'normalize' is {normalize!r}, expected None or 'l2'")
+        self.normalize = normalize
+
     def solve(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return mgda(G)
+        if self.normalize is None:
+            return mgda(G)
+        norms = G.norm(dim=1).clamp_min(1e-12)
+        d, w = mgda(G / norms[:, None])
+        return d, w / norms
+
+    def __repr__(self) -> str:
+        return f"MGDA(normalize={self.normalize!r})"
 
 
 class CAGrad(GradientWeighting):

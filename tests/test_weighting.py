@@ -436,3 +436,26 @@ def test_bench_weighting_runs_and_records(tmp_path: Path) -> None:
                                                   "mgda@parameters", "dwa"}
     assert "mgda@representation" in saved["representation_within_1.5x"]
     assert result["machine"]["torch"]
+
+
+def test_mgda_l2_normalised_solves_on_unit_gradients() -> None:
+    """With normalize='l2' the direction is the min-norm point of the unit gradients' hull: it
+    makes equal angles (equal projections) with the active unit gradients, and d = w @ G."""
+    from mtlaug_lib.weighting import MGDA
+
+    g = torch.Generator().manual_seed(4)
+    G = torch.randn(3, 40, generator=g, dtype=torch.float64) * torch.tensor([[1.0], [10.0], [0.01]],
+                                                                          dtype=torch.float64)
+    d, w = MGDA(normalize="l2").solve(G)
+    assert torch.allclose(w @ G, d, atol=1e-9)
+    units = G / G.norm(dim=1, keepdim=True)
+    proj = units @ d
+    active = w > 1e-9
+    assert torch.all(proj >= (d @ d) - 1e-7)
+    assert torch.allclose(proj[active], (d @ d).expand(int(active.sum())), atol=1e-7)
+    # Unnormalised MGDA puts nearly all weight on the tiny gradient; normalised does not.
+    _, w_raw = MGDA().solve(G)
+    assert float(w_raw[2] / w_raw.sum()) > 0.9
+    assert float((w * G.norm(dim=1))[2] / (w * G.norm(dim=1)).sum()) < 0.9
+    with pytest.raises(ValueError, match="normalize"):
+        MGDA(normalize="loss")
