@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.transforms as v1
+from augment_checks import SWAP
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -20,29 +21,9 @@ from mtlaug_lib.audit import (
 from mtlaug_lib.augment import RandomFlip, SampleTransform
 from mtlaug_lib.batch_augment import BatchAugment
 from mtlaug_lib.mixing import CutMix, MixUp
-from mtlaug_lib.tasks import LabelEffect, Task, multidigits_tasks, select_tasks
+from mtlaug_lib.tasks import LabelEffect
 
-SWAP = {1: 2, 2: 1}  # the mask's left and right digit classes
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensor operations run faster on one thread on a shared 2-core machine (a second
-    intra-op thread stalls whenever another process holds a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
-    return multidigits_tasks()
-
-
-@pytest.fixture(scope="module")
-def mask_only(tasks) -> dict[str, Task]:
-    return select_tasks(tasks, ["mask"])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # =============================================================================================

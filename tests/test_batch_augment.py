@@ -12,6 +12,14 @@ from dataclasses import replace
 
 import pytest
 import torch
+from augment_checks import (
+    BILINEAR,
+    LABELLED_WITH_INK,
+    STRONG_INK_LABELLED,
+    SWAP,
+    assert_aligned,
+    left_of_right,
+)
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -20,55 +28,14 @@ from mtlaug_lib.audit import LabelSafetyError, audit, check_pipeline
 from mtlaug_lib.augment import SampleTransform
 from mtlaug_lib.batch_augment import AugmentParams, BatchAugment, color_jitter, mask_alignment
 from mtlaug_lib.data import MultiDigits
-from mtlaug_lib.tasks import CLASSIFICATION, SEGMENTATION, Task, multidigits_tasks, select_tasks
+from mtlaug_lib.tasks import CLASSIFICATION, SEGMENTATION, Task, select_tasks
 
-BILINEAR = v2.InterpolationMode.BILINEAR
-SWAP = {1: 2, 2: 1}  # the mask's left and right digit classes
-# A correct mask labels ink (nearly) only, and covers (nearly) all strong ink; a mask left
-# behind scores about 0.84 and 0.71 on these data (see test_a_mask_left_behind_fails_...).
-LABELLED_WITH_INK, STRONG_INK_LABELLED = 0.99, 0.9
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensor operations run faster on one thread on a shared 2-core machine (a second
-    intra-op thread stalls whenever another process holds a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data() -> MultiDigits:
     return MultiDigits("train", size=64, seed=0)
-
-
-@pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
-    return multidigits_tasks()
-
-
-@pytest.fixture(scope="module")
-def mask_only(tasks) -> dict[str, Task]:
-    return select_tasks(tasks, ["mask"])
-
-
-def left_of_right(mask: torch.Tensor) -> torch.Tensor:
-    """Per sample (B x H x W): is the mean column of class-1 pixels left of class-2 pixels?"""
-    cols = torch.arange(mask.shape[-1], dtype=torch.float32)
-
-    def centre(c: int) -> torch.Tensor:
-        on = (mask == c).float()
-        return (on * cols).sum((-2, -1)) / on.sum((-2, -1)).clamp_min(1)
-
-    return centre(1) < centre(2)
-
-
-def assert_aligned(image: torch.Tensor, mask: torch.Tensor) -> None:
-    with_ink, labelled = mask_alignment(image, mask)
-    assert with_ink >= LABELLED_WITH_INK, f"labelled pixels without ink: {1 - with_ink:.3f}"
-    assert labelled >= STRONG_INK_LABELLED, f"strong ink not labelled: {1 - labelled:.3f}"
 
 
 # =============================================================================================

@@ -28,28 +28,15 @@ from mtlaug_lib.tasks import (
     SEGMENTATION,
     TRANSFORM_KINDS,
     Task,
-    multidigits_tasks,
 )
 from mtlaug_lib.train import evaluate, train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensor operations run faster on one thread on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data() -> MultiDigits:
     return MultiDigits("train", size=64, seed=2)
-
-
-@pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
-    return multidigits_tasks()
 
 
 def random_outputs(batch: dict, seed: int = 0) -> dict[str, torch.Tensor]:

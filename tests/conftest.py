@@ -1,0 +1,29 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtlaug_lib.tasks import Task, multidigits_tasks, select_tasks
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensor operations run faster on one thread on a shared 2-core machine (a second
+    intra-op thread stalls whenever another process holds a core). Modules that augment many
+    small tensors use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tasks() -> dict[str, Task]:
+    return multidigits_tasks()
+
+
+@pytest.fixture(scope="module")
+def mask_only(tasks) -> dict[str, Task]:
+    return select_tasks(tasks, ["mask"])
