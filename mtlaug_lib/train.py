@@ -359,8 +359,10 @@ def train(
                 "with the same data, batch size and epochs"
             )
 
+    # At most one redraw a second: in Jupyter each redraw is a widget message, and a burst of
+    # them can overflow the kernel's output queue while a test runner is not reading it.
     bar = tqdm(total=total_steps, initial=history.steps, desc=desc, disable=not progress,
-               leave=False)
+               leave=False, mininterval=1.0)
     model.train()
     try:
         for epoch in range(history.epochs, epochs):
@@ -383,7 +385,7 @@ def train(
                 history.record_step(stats, time.perf_counter() - start - measuring)
                 bar.update(1)
                 if history.steps % 10 == 0:
-                    bar.set_postfix(loss=f"{sum(stats.losses.values()):.3f}")
+                    bar.set_postfix(loss=f"{sum(stats.losses.values()):.3f}", refresh=False)
                 if eval_every and test_iter is not None and history.steps % eval_every == 0:
                     history.record_eval(evaluate(model, test_iter, tasks))
                 start = time.perf_counter()
