@@ -35,8 +35,6 @@ to 700). ``--threads 0`` keeps torch's default, to see that effect.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -56,17 +54,13 @@ from mtlaug_lib.augment import SampleTransform
 from mtlaug_lib.batch_augment import BatchAugment
 from mtlaug_lib.data import MultiDigits, TensorLoader
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
+from common import machine, record  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-def machine() -> dict[str, object]:
-    """The machine and versions, as ``bench_data`` records them (loaded by path, so this file
-    also works when imported from the tests)."""
-    spec = importlib.util.spec_from_file_location("bench_data", HERE / "bench_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
 
 
 def v2_recipe(on_pil: bool) -> v2.Compose:
@@ -224,11 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "machine": {**host, "torchvision": torchvision.__version__,
                     "pillow": PIL.__version__, "kornia": kornia_version},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ Python loop over 36 x 36 canvases that does the same work (the obvious way to wr
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +19,9 @@ import numpy as np
 import torch
 
 from mtlaug_lib.data import CANVAS, DIGIT, RIGHT_OFFSET, MultiDigits, compose_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
+from common import machine, record  # noqa: E402
 
 
 def loop_compose(digits: torch.Tensor, pairs: torch.Tensor) -> np.ndarray:
@@ -47,17 +47,6 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def machine() -> dict[str, object]:
-    try:
-        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
-                      if line.startswith("Model name")), platform.processor())
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu": model, "cores": torch.get_num_threads(), "python": platform.python_version(),
-        "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
-    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -91,11 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "loop_over_vectorised_ratio": round(loop / grey, 1),
         "machine": machine(),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ number of steps.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -41,37 +39,15 @@ from mtlaug_lib.models import make_model
 from mtlaug_lib.tasks import multidigits_tasks, select_tasks
 from mtlaug_lib.train import History, train
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
+from common import FirstBatches, machine, record  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("joint", "alternating", "sequential")
 
 
-def machine() -> dict[str, object]:
-    """The machine and versions, as ``bench_data`` records them (loaded by path, so this file
-    also works when imported from the tests)."""
-    spec = importlib.util.spec_from_file_location("bench_data", HERE / "bench_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
 
 
-class _Slice:
-    """The first ``n`` batches of ``loader``'s epoch ``epoch`` order, as a one-epoch loader
-    (``train`` calls ``set_epoch(0)``; the slice keeps its own epoch)."""
-
-    def __init__(self, loader: TensorLoader, n: int, epoch: int) -> None:
-        self.loader, self.n, self.epoch = loader, min(n, len(loader)), epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(self.epoch)
-
-    def __iter__(self):
-        for i, batch in enumerate(self.loader):
-            if i == self.n:
-                return
-            yield batch
 
 
 def one_round(
@@ -112,13 +88,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     loader = TensorLoader(data, args.batch_size, shuffle=True, seed=0)
     names = list(CONTENDERS)
     for name in names:  # warm-up: thread pools, allocator, first-call costs
-        one_round(name, task_names, _Slice(loader, 2, 0), args.lr)
+        one_round(name, task_names, FirstBatches(loader, 2, 0), args.lr)
 
     seconds: dict[str, list[float]] = {name: [] for name in names}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in names}
     work: dict[str, dict[str, object]] = {}
     for r in range(args.rounds):
-        batches = _Slice(loader, args.steps_per_round, r)
+        batches = FirstBatches(loader, args.steps_per_round, r)
         for name in names[r % len(names):] + names[:r % len(names)]:
             s, cpu, history = one_round(name, task_names, batches, args.lr)
             seconds[name].append(s)
@@ -165,11 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "machine": machine(),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return record(result, args.out)
 
 
 if __name__ == "__main__":

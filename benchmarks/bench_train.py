@@ -22,8 +22,6 @@ the result records whether they did (a check that the comparison is fair).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -38,16 +36,12 @@ from mtlaug_lib.models import make_model
 from mtlaug_lib.tasks import multidigits_tasks
 from mtlaug_lib.train import train
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
+from common import machine, record  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 
 
-def machine() -> dict[str, object]:
-    """The machine and versions, as ``bench_data`` records them (loaded by path, so this file
-    also works when imported from the tests)."""
-    spec = importlib.util.spec_from_file_location("bench_data", HERE / "bench_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
 
 
 def bare_loop(model: torch.nn.Module, loader: TensorLoader, optimizer: torch.optim.Optimizer,
@@ -167,11 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "machine": machine(),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return record(result, args.out)
 
 
 if __name__ == "__main__":

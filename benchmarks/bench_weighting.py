@@ -20,8 +20,6 @@ representation-gradient variants cost at most 1.5x equal weighting per step.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -35,37 +33,16 @@ from mtlaug_lib.tasks import multidigits_tasks
 from mtlaug_lib.train import History, train
 from mtlaug_lib.weighting import SOURCES, WEIGHTINGS, Weighted
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
+from common import FirstBatches, machine, record  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 BASELINE = "equal"
 LIMIT = 1.5  # the issue's bound for the representation-gradient variants
 
 
-def machine() -> dict[str, object]:
-    """The machine and versions, as ``bench_data`` records them (loaded by path, so this file
-    also works when imported from the tests)."""
-    spec = importlib.util.spec_from_file_location("bench_data", HERE / "bench_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
 
 
-class _Slice:
-    """The first ``n`` batches of ``loader``'s epoch ``epoch`` order, as a one-epoch loader."""
-
-    def __init__(self, loader: TensorLoader, n: int, epoch: int) -> None:
-        self.loader, self.n, self.epoch = loader, min(n, len(loader)), epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(self.epoch)
-
-    def __iter__(self):
-        for i, batch in enumerate(self.loader):
-            if i == self.n:
-                return
-            yield batch
 
 
 def contenders(methods: list[str]) -> dict[str, object]:
@@ -118,12 +95,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     factories = contenders(methods)
     names = list(factories)
     for name in names:  # warm-up: thread pools, allocator, first-call costs
-        one_round(factories[name](), _Slice(loader, 1, 0), args.lr)
+        one_round(factories[name](), FirstBatches(loader, 1, 0), args.lr)
 
     seconds: dict[str, list[float]] = {name: [] for name in names}
     work: dict[str, dict[str, int]] = {}
     for r in range(args.rounds):
-        batches = _Slice(loader, args.steps_per_round, r)
+        batches = FirstBatches(loader, args.steps_per_round, r)
         for name in names[r % len(names):] + names[:r % len(names)]:
             s, history = one_round(factories[name](), batches, args.lr)
             seconds[name].append(s / history.steps)
@@ -153,13 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "machine": machine(),
     }
-    print(json.dumps({k: result[k] for k in ("ms_per_step (median)",
-                                             "ratio_to_equal (median of per-round ratios)",
-                                             f"representation_within_{LIMIT}x")}, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return record(result, args.out)
 
 
 if __name__ == "__main__":
