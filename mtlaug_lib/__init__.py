@@ -44,12 +44,14 @@ from .strategies import (
 )
 from .tasks import LabelEffect, Task, multidigits_tasks, multitask_score, select_tasks
 from .train import History, Joint, NonFiniteLossError, Strategy, evaluate, train
-from .utils import get_device, seed_everything, set_deterministic
+from .utils import Stopwatch, get_device, seed_everything, set_deterministic, synchronize
 from .weighting import WEIGHTINGS, NonFiniteWeightError, Weighted, Weighting, make_weighting
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Stopwatch",
+    "synchronize",
     "WEIGHTINGS",
     "NonFiniteWeightError",
     "Weighted",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -286,7 +286,7 @@ class BatchAugment:
         parts = []
         if self.geometric:
             parts.append(TransformInfo("BatchAugment.affine", "geometric", handles_masks=True,
-                                       batch_only=True))
+                                       batch_only=True, probe=self._probe_affine))
         if self.hflip:
             parts.append(TransformInfo("BatchAugment.hflip", "horizontal_flip",
                                        handles_masks=True, batch_only=True,
@@ -298,6 +298,17 @@ class BatchAugment:
             parts.append(TransformInfo("BatchAugment.channel_shuffle", "photometric",
                                        handles_masks=True, batch_only=True))
         return parts
+
+    def _probe_affine(self, probes: torch.Tensor, seed: int) -> torch.Tensor:
+        """The affine part alone on the audit's probes (float N x C x H x W), one draw per
+        probe from a generator seeded with ``seed`` (``self.generator`` is left untouched)."""
+        n, c, h, w = probes.shape
+        params = self.sample_params(n, h, w, generator=torch.Generator().manual_seed(seed))
+        params = replace(params, flip=torch.zeros(n, dtype=torch.bool))
+        grid = F.affine_grid(affine_theta(params, h, w).to(probes.dtype), [n, c, h, w],
+                             align_corners=False)
+        return F.grid_sample(probes, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
 
     def with_label_maps(self, label_maps: LabelMaps) -> BatchAugment:
         """A copy that also applies ``label_maps`` when its flip fires."""
@@ -317,10 +328,11 @@ class BatchAugment:
         args = ", ".join(f"{k}={v}" for k, v in settings.items())
         return f"BatchAugment(tasks={tuple(self.tasks)}, {args})"
 
-    def sample_params(self, batch_size: int, height: int, width: int,
-                      channels: int = 3) -> AugmentParams:
-        """Draw one set of parameters per sample, on the CPU, from ``generator``."""
-        g, b = self.generator, batch_size
+    def sample_params(self, batch_size: int, height: int, width: int, channels: int = 3,
+                      generator: torch.Generator | None = None) -> AugmentParams:
+        """Draw one set of parameters per sample, on the CPU, from ``generator`` (default: the
+        augmenter's own)."""
+        g, b = self.generator if generator is None else generator, batch_size
         u = torch.rand(b, 10, generator=g)  # every uniform at once, in a fixed order
 
         def between(col: int, lo_hi: tuple[float, float]) -> torch.Tensor:

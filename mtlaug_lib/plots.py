@@ -123,7 +123,8 @@ def plot_bars(values: Sequence[float], labels: Sequence[str], title: str, ylabel
     return fig
 
 
-EFFECT_COLOURS = {"keeps": "#d9f0d3", "moves": "#a6dba0", "mixes": "#c2a5cf", "breaks": "#f4a582"}
+EFFECT_COLOURS = {"keeps": "#d9f0d3", "moves": "#a6dba0", "mixes": "#c2a5cf", "breaks": "#f4a582",
+                  "permutes": "#fddbc7"}
 
 
 def plot_audit(audit: object, title: str = "Label-safety audit") -> Figure:

@@ -26,6 +26,9 @@ class LabelEffect(str, Enum):
     KEEPS = "keeps"  # the labels stay right as they are (colour jitter for a digit class)
     MOVES = "moves"  # the labels must go through the same transform (a mask under rotation)
     BREAKS = "breaks"  # the labels become wrong (a mirror image of a left digit)
+    # The classes are exchanged (a flip puts the left digit's pixels on the right): a label map
+    # that exchanges them back repairs the labels. Only flips can permute classes.
+    PERMUTES = "permutes"
     MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
 
 
@@ -38,6 +41,7 @@ TRANSFORM_KINDS = (
     "photometric", "geometric", "horizontal_flip", "vertical_flip", "occlusion", "mixing",
     "region_mixing",
 )
+FLIP_KINDS = ("horizontal_flip", "vertical_flip")  # the kinds that can permute a task's classes
 
 _DEFAULT_EFFECTS = {
     CLASSIFICATION: {
@@ -72,6 +76,16 @@ class Task:
         class_names: optional names of the classes.
         augmentation: what each kind of transform does to the labels (see ``LabelEffect``);
             kinds left out take the defaults of the task's kind.
+        region: for a classification task whose label describes one object of the image,
+            where that object lies: ``(mask key, class)``, such as ``("mask", 1)`` for
+            MultiDigits' left digit. The audit measures how much of it a geometric transform
+            keeps in view (``mtlaug_lib.probe``).
+        min_visible: the fraction of the ``region`` that must stay in view for the label to
+            stay right (the audit allows at most 1% of random draws below it).
+        max_rotation: the largest rotation, in degrees either way, under which the labels stay
+            right (None: any); the audit measures what a transform rotates.
+        input_size: the image size ``(H, W)`` the task's head takes (None: any); the audit
+            refuses a pipeline whose output has another size.
     """
 
     name: str
@@ -79,6 +93,10 @@ class Task:
     num_classes: int
     class_names: tuple[str, ...] = ()
     augmentation: Mapping[str, LabelEffect] = field(default_factory=dict)
+    region: tuple[str, int] | None = None
+    min_visible: float = 0.9
+    max_rotation: float | None = None
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -104,7 +122,49 @@ class Task:
                     f"{TRANSFORM_KINDS}"
                 )
             effects[kind] = LabelEffect(effect)
+            if effects[kind] is LabelEffect.PERMUTES and kind not in FLIP_KINDS:
+                raise ValueError(
+                    f"task {self.name!r}: a transform of kind {kind!r} cannot permute classes; "
+                    f"'permutes' is for the kinds {FLIP_KINDS}"
+                )
         object.__setattr__(self, "augmentation", effects)
+        self._check_geometry()
+
+    def _check_geometry(self) -> None:
+        """The arguments the audit measures against: region, min_visible, max_rotation,
+        input_size."""
+        if self.region is not None:
+            ok = (isinstance(self.region, tuple) and len(self.region) == 2
+                  and isinstance(self.region[0], str) and isinstance(self.region[1], int)
+                  and not isinstance(self.region[1], bool))
+            if not ok or self.kind != CLASSIFICATION:
+                raise ValueError(
+                    f"task {self.name!r}: region is {self.region!r}, expected (mask key, class) "
+                    "such as ('mask', 1), on a classification task"
+                )
+        if isinstance(self.min_visible, bool) or not isinstance(self.min_visible, (int, float)) \
+                or not 0 < self.min_visible <= 1:
+            raise ValueError(
+                f"task {self.name!r}: min_visible is {self.min_visible!r}, expected a fraction "
+                "in (0, 1]"
+            )
+        if self.max_rotation is not None and (
+            isinstance(self.max_rotation, bool) or not isinstance(self.max_rotation, (int, float))
+            or not 0 <= self.max_rotation <= 180
+        ):
+            raise ValueError(
+                f"task {self.name!r}: max_rotation is {self.max_rotation!r}, expected degrees in "
+                "[0, 180] or None"
+            )
+        if self.input_size is not None and not (
+            isinstance(self.input_size, tuple) and len(self.input_size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    for v in self.input_size)
+        ):
+            raise ValueError(
+                f"task {self.name!r}: input_size is {self.input_size!r}, expected (H, W) with "
+                "positive ints, or None"
+            )
 
     # ---- labels and loss ---------------------------------------------------------------------
 
@@ -222,23 +282,35 @@ class TaskMeter:
         return result
 
 
+DIGIT_MAX_ROTATION = 30.0
+"""The rotation, either way, under which the course takes a handwritten digit to keep its class.
+A choice, not a measurement: the article rotates by up to 30 degrees, and at 180 degrees a 6
+reads as a 9."""
+
+
 def multidigits_tasks() -> dict[str, Task]:
     """The course's three tasks on MultiDigits: ``left``, ``right`` and ``mask``.
 
     A horizontal flip mirrors the digits and swaps the sides, so it breaks ``left`` and
-    ``right``; for the mask it also moves the left digit's pixels to the right (it breaks the
-    MultiMNIST layout, so the mask declares it as breaking too; swapping its classes 1 and 2
-    repairs it). A vertical flip turns the digits upside down (it breaks ``left`` and
-    ``right``), but each digit stays on its side, so the mask's labels move with the image.
+    ``right`` (no map of digit classes repairs a mirrored digit); for the mask it moves the
+    left digit's pixels to the right: it permutes the mask's classes 1 and 2, which a label map
+    that swaps them back repairs. A vertical flip turns the digits upside down (it breaks
+    ``left`` and ``right``), but each digit stays on its side, so the mask's labels move with
+    the image. Each digit task names its digit's pixels in the mask (``region``), so the audit
+    can measure how much of the digit a crop or shift leaves in view; all three take 28 x 28
+    images (the article's head flattens 64 x 7 x 7 features; the dense head outputs 28 x 28).
     """
     digits = tuple(str(d) for d in range(10))
     flips_break = {"horizontal_flip": LabelEffect.BREAKS, "vertical_flip": LabelEffect.BREAKS}
+    size = (28, 28)
     return {
-        "left": Task("left", CLASSIFICATION, 10, digits, flips_break),
-        "right": Task("right", CLASSIFICATION, 10, digits, flips_break),
+        "left": Task("left", CLASSIFICATION, 10, digits, flips_break, region=("mask", 1),
+                     max_rotation=DIGIT_MAX_ROTATION, input_size=size),
+        "right": Task("right", CLASSIFICATION, 10, digits, flips_break, region=("mask", 2),
+                      max_rotation=DIGIT_MAX_ROTATION, input_size=size),
         "mask": Task(
             "mask", SEGMENTATION, 3, ("background", "left", "right"),
-            {"horizontal_flip": LabelEffect.BREAKS},
+            {"horizontal_flip": LabelEffect.PERMUTES}, input_size=size,
         ),
     }
 

@@ -1,9 +1,10 @@
-"""Seeding, determinism and device choice: the few lines every notebook's setup cell needs."""
+"""Seeding, determinism, device choice and timing: what every notebook's setup cell needs."""
 
 from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -83,3 +84,41 @@ def set_deterministic(enabled: bool = True) -> None:
         # cuBLAS needs this workspace setting to be deterministic; it must be set before the
         # first CUDA matmul, so setting it here only helps when called early (the setup cell).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until every kernel queued on ``device`` has finished (a no-op on the CPU).
+
+    CUDA and MPS run kernels asynchronously: a Python call returns when the work is queued,
+    not done. Reading a clock without synchronising times the queueing, not the work.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Stopwatch:
+    """Wall-clock time of a block of code on ``device``, synchronised at both ends.
+
+    Example::
+
+        with mtl.Stopwatch(device) as watch:
+            model(x)
+        watch.seconds  # float: the block's time, queued device work included
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.seconds = float("nan")
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start

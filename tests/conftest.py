@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -22,6 +24,15 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tasks() -> dict[str, Task]:
     return multidigits_tasks()
+
+
+@pytest.fixture(scope="module")
+def unlimited() -> dict[str, Task]:
+    """The course's tasks without the limits that the audit measures geometric transforms
+    against (region, max_rotation, input_size): for tests of an augmenter's mechanics with
+    ranges wider than the audit allows for the digits."""
+    return {name: replace(task, region=None, max_rotation=None, input_size=None)
+            for name, task in multidigits_tasks().items()}
 
 
 @pytest.fixture(scope="module")

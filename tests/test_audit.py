@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import pytest
 import torch
 import torchvision.transforms as v1
@@ -15,6 +18,7 @@ from mtlaug_lib.audit import (
     LabelSafetyError,
     audit,
     check_pipeline,
+    course_data,
     declare_kind,
     transform_kinds,
 )
@@ -104,7 +108,8 @@ def test_audit_of_the_seed_pipeline_names_what_breaks_and_why(tasks) -> None:
     report = audit(seed, tasks)
     assert isinstance(report, Audit) and len(report) == 4 * 3 and not report.ok
     grid = report.grid()
-    assert [c.effect for c in grid["[1] RandomHorizontalFlip"].values()] == [LabelEffect.BREAKS] * 3
+    assert [c.effect for c in grid["[1] RandomHorizontalFlip"].values()] == [
+        LabelEffect.BREAKS, LabelEffect.BREAKS, LabelEffect.PERMUTES]
     rotation = grid["[0] RandomRotation"]
     assert rotation["left"].allowed and rotation["left"].effect is LabelEffect.KEEPS
     # v1 rotates the image only: the mask would stay behind.
@@ -146,7 +151,7 @@ def test_a_label_map_repairs_the_flip_for_the_mask_only(tasks, mask_only) -> Non
 
 def test_label_maps_are_checked(tasks, mask_only) -> None:
     with pytest.raises(ValueError, match=r"names task\(s\) \['mask'\], but no flip in the "
-                       "pipeline breaks"):
+                       "pipeline changes"):
         audit(v2.RandomRotation(10), mask_only, label_maps={"mask": SWAP})
     with pytest.raises(ValueError, match=r"the map of task 'mask' holds 3, expected classes in "
                        r"\[0, 2\]"):
@@ -179,3 +184,130 @@ def test_a_custom_geometric_transform_must_declare_that_it_moves_masks(tasks) ->
     assert not audit(rot90, tasks).ok
     with pytest.raises(LabelSafetyError, match="Lambda does not transform masks"):
         SampleTransform(rot90, tasks)
+
+
+# =============================================================================================
+# What a transform does, measured on the data
+
+
+ARTICLE = v2.Compose([v2.RandomRotation(30), v2.RandomHorizontalFlip(), v2.RandomResizedCrop(224),
+                      v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def test_the_article_pipeline_is_refused_for_what_it_does_to_each_task(tasks) -> None:
+    grid = audit(ARTICLE, tasks).grid()
+    crop = grid["[2] RandomResizedCrop"]
+    for name in ("left", "right"):
+        assert not crop[name].allowed and crop[name].effect is LabelEffect.BREAKS
+        assert "outputs 224 x 224 images, and the task takes 28 x 28" in crop[name].reason
+        assert re.search(r"in \d+% of 128 draws on the data less than 90% of the object mask == "
+                         r"\d \((left|right)\) stays in view", crop[name].reason)
+    # The mask moves with a crop, but the dense head outputs 28 x 28 only.
+    assert not crop["mask"].allowed and "stays in view" not in crop["mask"].reason
+    assert "outputs 224 x 224" in crop["mask"].reason
+    # +-30 degrees is within the digits' declared tolerance; the mask moves with it.
+    assert all(row.allowed for row in grid["[0] RandomRotation"].values())
+
+
+@pytest.mark.parametrize("crop", [
+    v2.RandomResizedCrop(28), v2.RandomResizedCrop(28, scale=(0.3, 1)),
+    v2.RandomAffine(0, translate=(0.25, 0.25)), v2.RandomPerspective(0.6, p=1.0),
+    v2.CenterCrop(16),
+])
+def test_transforms_that_cut_digits_out_of_view_are_refused_for_the_digits(crop, tasks) -> None:
+    report = audit(crop, tasks)
+    refused = {row.task: row.reason for row in report.problems()}
+    assert {"left", "right"} & set(refused), str(report)
+    for reason in refused.values():
+        assert "stays in view" in reason or "outputs" in reason
+
+
+def test_the_default_crop_figure_matches_a_direct_count(tasks) -> None:
+    """The audit's visible fraction is the mask's own count: crop the masks with the same
+    boxes (nearest, no resampling of the count) and compare the fraction of draws short."""
+    from mtlaug_lib.probe import DRAWS
+
+    data = course_data()
+    row = audit(v2.RandomResizedCrop(28), tasks).grid()["RandomResizedCrop"]["left"]
+    audit_short = int(re.search(r"in (\d+)% of", row.reason).group(1))
+    torch.manual_seed(0)
+    short = 0
+    for i in range(DRAWS):
+        mask = data["mask"][i]
+        top, left, h, w = v2.RandomResizedCrop.get_params(mask[None], (0.08, 1.0), (3 / 4, 4 / 3))
+        inside = (mask[top:top + h, left:left + w] == 1).sum() / (mask == 1).sum()
+        short += bool(inside < 0.9)
+    assert abs(audit_short - 100 * short / DRAWS) <= 8  # different draws, same distribution
+
+
+@pytest.mark.parametrize("transform", [
+    v2.RandomRotation(10), v2.RandomAffine(15, translate=(0.06, 0.06), scale=(0.9, 1.1)),
+    v2.RandomResizedCrop(28, scale=(0.85, 1.0)), v2.RandomCrop(28, padding=2),
+    v2.RandomRotation(30), v2.Compose([v2.RandomResizedCrop(56, scale=(0.9, 1)), v2.Resize(28)]),
+])
+def test_small_rotations_shifts_and_crops_that_keep_the_digits_are_allowed(transform, tasks
+                                                                          ) -> None:
+    report = audit(transform, tasks)
+    assert report.ok, str(report)
+    reasons = [row.reason for row in report if row.task == "left" and row.kind == "geometric"]
+    assert all("measured over 128 draws" in r for r in reasons)
+
+
+def test_rotations_past_a_tasks_tolerance_are_refused(tasks) -> None:
+    report = audit(v2.RandomRotation(60), tasks)
+    refused = {row.task: row.reason for row in report.problems()}
+    assert set(refused) == {"left", "right"}  # a mask turns with the image
+    assert re.search(r"rotates by up to (5\d|60)\.\d° \(measured over 128 draws\), past the "
+                     r"±30°", refused["left"])
+    # The tolerance is the task's: a task that declares none accepts any rotation.
+    free = {"left": replace(tasks["left"], max_rotation=None, region=None)}
+    assert audit(v2.RandomRotation(60), free).ok
+    # The course's batch augmenter is measured the same way.
+    with pytest.raises(LabelSafetyError, match=r"BatchAugment.affine \(geometric\) x task "
+                       r"'left': it rotates by up to"):
+        BatchAugment(tasks, degrees=90)
+
+
+def test_the_output_size_must_be_what_the_tasks_take(tasks) -> None:
+    refused = {row.task for row in audit(v2.Resize(32), tasks).problems()}
+    assert refused == {"left", "right", "mask"}
+    # Resizing back restores the size: only the pipeline's output size counts.
+    assert audit(v2.Compose([v2.Resize(32), v2.CenterCrop(28)]), tasks).ok
+
+
+def test_a_label_map_must_repair_what_the_flip_does_on_the_data(mask_only, tasks) -> None:
+    flip = v2.RandomHorizontalFlip()
+    assert audit(flip, mask_only, label_maps={"mask": SWAP}).ok
+    # A permutation that exchanges the wrong classes is measured and refused.
+    row = audit(flip, mask_only, label_maps={"mask": {0: 1, 1: 0}}).problems()[0]
+    assert re.search(r"does not repair it: after the flip and the map, class 0 sits at x = "
+                     r"\d+\.\d on average, nearer where class 2 belongs", row.reason)
+    # Maps that change nothing are errors, not repairs.
+    with pytest.raises(ValueError, match=r"maps class\(es\) \[1\] to themselves"):
+        audit(flip, mask_only, label_maps={"mask": {1: 1}})
+    with pytest.raises(ValueError, match=r"maps class\(es\) \[0\] to themselves"):
+        audit(flip, mask_only, label_maps={"mask": {0: 0, 1: 2, 2: 1}})
+    with pytest.raises(ValueError, match="not a permutation"):
+        audit(flip, mask_only, label_maps={"mask": {1: 2}})
+    # No map of digit classes repairs a mirrored digit.
+    report = audit(flip, tasks, label_maps={"mask": SWAP, "left": {2: 5, 5: 2}})
+    assert "no label map repairs it" in report.grid()["RandomHorizontalFlip"]["left"].reason
+    # The mask is flipped with the same permutation under a vertical flip? No: a vertical flip
+    # keeps each digit on its side, so the mask's labels just move.
+    assert audit(v2.RandomVerticalFlip(), mask_only).ok
+
+
+def test_the_audit_measures_quickly_and_leaves_the_random_state_alone(tasks) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = audit(v2.RandomResizedCrop(28), tasks)
+    assert torch.equal(torch.rand(3), expected)  # the audit drew from its own seed
+    assert [r.reason for r in first] == [r.reason for r in audit(v2.RandomResizedCrop(28), tasks)]
+
+
+def test_data_for_the_audit_is_checked(tasks) -> None:
+    with pytest.raises(ValueError, match="argument 'data' has no mask 'mask'"):
+        audit(v2.RandomRotation(10), tasks, data={"image": torch.zeros(4, 3, 28, 28)})
+    with pytest.raises(TypeError, match="argument 'data' is a list"):
+        audit(v2.RandomRotation(10), tasks, data=[1, 2])

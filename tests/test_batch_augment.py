@@ -42,8 +42,8 @@ def data() -> MultiDigits:
 # Batches: BatchAugment
 
 
-def test_each_sample_gets_torchvisions_affine_with_its_own_parameters(data, tasks) -> None:
-    aug = BatchAugment(tasks, degrees=40, translate=(0.2, 0.1), scale=(0.7, 1.3), shear=20,
+def test_each_sample_gets_torchvisions_affine_with_its_own_parameters(data, unlimited) -> None:
+    aug = BatchAugment(unlimited, degrees=40, translate=(0.2, 0.1), scale=(0.7, 1.3), shear=20,
                        generator=3)
     batch = data.batch(torch.arange(12))
     out = aug(batch)
@@ -95,8 +95,9 @@ def test_a_flip_without_a_label_map_is_refused_when_built(tasks) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batch_augment_keeps_the_mask_on_the_digits_and_labels_valid(data, tasks, seed) -> None:
-    aug = BatchAugment(tasks, degrees=30, translate=(0.1, 0.1), scale=(0.7, 1.3), shear=15,
+def test_batch_augment_keeps_the_mask_on_the_digits_and_labels_valid(data, unlimited,
+                                                                   seed) -> None:
+    aug = BatchAugment(unlimited, degrees=30, translate=(0.1, 0.1), scale=(0.7, 1.3), shear=15,
                        brightness=0.4, contrast=0.4, saturation=0.4, channel_shuffle=0.5,
                        generator=seed)
     batch = data.batch(torch.arange(64))
@@ -112,7 +113,7 @@ def test_batch_augment_keeps_the_mask_on_the_digits_and_labels_valid(data, tasks
     assert with_ink < LABELLED_WITH_INK and labelled < STRONG_INK_LABELLED
 
 
-def test_v2_draws_one_rotation_for_a_whole_batch_torchvision_8484(data, tasks) -> None:
+def test_v2_draws_one_rotation_for_a_whole_batch_torchvision_8484(data, unlimited) -> None:
     """torchvision v2 draws its random parameters once per call, so a batched
     ``tv_tensors.Image`` gets the same rotation for every image; BatchAugment draws per sample."""
     same = data.batch(torch.zeros(8, dtype=torch.int64))["image"]  # one image, eight times
@@ -120,7 +121,7 @@ def test_v2_draws_one_rotation_for_a_whole_batch_torchvision_8484(data, tasks) -
     rotated = v2.RandomRotation(degrees=(10, 80))(tv_tensors.Image(same))
     assert not torch.equal(rotated[0], same[0])  # it did rotate
     assert all(torch.equal(rotated[i], rotated[0]) for i in range(8))  # by one angle
-    ours = BatchAugment(tasks, degrees=(10, 80), generator=0)({"image": same})["image"]
+    ours = BatchAugment(unlimited, degrees=(10, 80), generator=0)({"image": same})["image"]
     assert all(not torch.equal(ours[i], ours[j]) for i in range(8) for j in range(i))
 
 
@@ -219,7 +220,7 @@ def test_custom_tasks_drive_what_moves(data) -> None:
 
 def test_a_class_label_map_applies_to_class_labels_when_the_flip_fires(data, tasks) -> None:
     # A task whose classes a mirror swaps: which half holds more of the left digit's ink.
-    side = Task("side", CLASSIFICATION, 2, augmentation={"horizontal_flip": "breaks"})
+    side = Task("side", CLASSIFICATION, 2, augmentation={"horizontal_flip": "permutes"})
     chosen = {"mask": tasks["mask"], "side": side}
     maps = {"mask": SWAP, "side": {0: 1, 1: 0}}
     st = SampleTransform(v2.RandomHorizontalFlip(p=1.0), chosen, label_maps=maps)

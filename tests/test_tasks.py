@@ -43,12 +43,15 @@ def test_task_fills_default_effects_and_keeps_overrides() -> None:
     assert (cls.primary_metric, seg.primary_metric) == ("accuracy", "miou")
 
 
-def test_multidigits_tasks_flip_breaks_every_task() -> None:
+def test_multidigits_tasks_a_flip_breaks_the_digits_and_permutes_the_mask() -> None:
     tasks = multidigits_tasks()
     assert list(tasks) == ["left", "right", "mask"]
     assert [t.name for t in tasks.values()] == list(tasks)
     assert (tasks["left"].num_classes, tasks["mask"].num_classes) == (10, 3)
-    assert all(t.augmentation["horizontal_flip"] is LabelEffect.BREAKS for t in tasks.values())
+    effects = [t.augmentation["horizontal_flip"] for t in tasks.values()]
+    assert effects == [LabelEffect.BREAKS, LabelEffect.BREAKS, LabelEffect.PERMUTES]
+    assert tasks["left"].region == ("mask", 1) and tasks["right"].region == ("mask", 2)
+    assert all(t.input_size == (28, 28) for t in tasks.values())
     assert all(len(t.class_names) == t.num_classes for t in tasks.values())
 
 
