@@ -275,31 +275,107 @@ def cagrad_weights(A: np.ndarray, c: float) -> np.ndarray:
     return min(candidates, key=value)
 
 
-def cagrad(G: torch.Tensor, c: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """CAGrad (Liu et al. 2021): the update within distance ``c |g_0|`` of the mean gradient
-    ``g_0`` that maximises the worst task's first-order improvement ``min_i <g_i, d>``.
+def conflict_free_weights(A: np.ndarray) -> np.ndarray:
+    """``lam >= 0`` (T) such that ``g_0 + lam @ G`` is the point nearest to the mean gradient
+    ``g_0`` among the directions that conflict with no task (``<g_i, d> >= 0`` for all i), from
+    the Gram matrix ``A`` (T x T).
 
-    By duality ``d = g_0 + c |g_0| g_w / |g_w|`` with CAGrad's dual weights ``w``
-    (``cagrad_weights``); ``c = 0`` gives the mean gradient, larger ``c`` moves towards MGDA.
-    Unlike the reference code, ``d`` is not divided by ``1 + c^2`` (a constant factor).
+    That set is the cone ``K = {d: G d >= 0}``. The KKT conditions of ``min |d - g_0|^2`` over
+    ``K`` give ``d = g_0 + lam @ G`` with ``lam >= 0``, and ``lam`` minimises
+    ``|g_0 + lam @ G|^2`` over ``lam >= 0`` (the dual; it depends on ``A`` only, and the
+    optimal ``d`` is unique). Exact up to ``MAX_EXACT_TASKS``: every face's unconstrained
+    optimum is a candidate, the best non-negative one wins (the optimum has a support of
+    linearly independent rows, where the face's solution is unique). Beyond: projected
+    gradient descent.
+    """
+    T = len(A)
+    An = _normalised(A)
+    if An is None:
+        return np.zeros(T)
+    u = np.full(T, 1.0 / T)
+    b = An @ u  # <g_i, g_0>
+
+    def value(lam: np.ndarray) -> float:  # |g_0 + lam @ G|^2 (normalised)
+        x = u + lam
+        return float(x @ An @ x)
+
+    best, best_value = np.zeros(T), value(np.zeros(T))
+    if T > MAX_EXACT_TASKS:
+        step = 1.0 / max(float(np.linalg.eigvalsh(An).max()), 1e-12)
+        lam = best
+        for _ in range(5000):
+            lam = np.maximum(lam - step * (An @ (u + lam)), 0.0)
+            if (v := value(lam)) < best_value:
+                best, best_value = lam, v
+        return best
+    for face in _faces(T):
+        # stationarity on the face: A_ff lam_f = -b_f (b_f lies in the range of A_ff)
+        sol = np.linalg.lstsq(An[np.ix_(face, face)], -b[face], rcond=1e-12)[0]
+        if sol.min() < -1e-9:
+            continue
+        lam = np.zeros(T)
+        lam[face] = np.maximum(sol, 0.0)
+        if (v := value(lam)) < best_value - 1e-15:
+            best, best_value = lam, v
+    return best
+
+
+def cagrad(G: torch.Tensor, c: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAGrad (Liu et al. 2021, https://arxiv.org/abs/2110.14048): the update ``d`` within
+    distance ``c |g_0|`` of the mean gradient ``g_0`` that maximises the worst task's
+    first-order improvement ``min_i <g_i, d>``.
+
+    By duality (``max_d min_w = min_w max_d``), ``V = max_d min_i <g_i, d> = min_w F(w)`` with
+    ``F(w) = <g_w, g_0> + c |g_0| |g_w|`` over the simplex (``g_w = w @ G``; the dual weights
+    ``cagrad_weights``), and the paper's formula ``d = g_0 + c |g_0| g_w / |g_w|`` is the
+    unique maximiser whenever an optimal ``w`` has ``g_w != 0``; ``c = 0`` gives the mean
+    gradient, larger ``c`` moves towards MGDA. Unlike the reference code, ``d`` is not
+    divided by ``1 + c^2`` (a constant factor).
+
+    At a Pareto-stationary point the formula is 0/0: if 0 lies in the convex hull of the
+    gradients (``sum_i v_i g_i = 0`` for some ``v`` on the simplex), every ``d`` has
+    ``min_i <g_i, d> <= sum_i v_i <g_i, d> = 0``, so ``V <= 0``; and when the dual optimum is
+    ``g_w = 0``, ``V = F(w) = 0``. The maximisers are then all ``d`` in the ball with
+    ``<g_i, d> >= 0`` for every task (none conflicts; those with ``v_i > 0`` are orthogonal to
+    ``d``), usually many, so the formula cannot pick one. Here: the one nearest to ``g_0``
+    (``conflict_free_weights``): no task's loss rises to first order. The same choice is made
+    whenever the formula's ``d`` would raise a task's loss although a conflict-free ``d``
+    lies in the ball (with exact dual weights only at ``g_w = 0``; this also catches rounding
+    and the approximate solve beyond ``MAX_EXACT_TASKS``); if no conflict-free ``d`` lies in
+    the ball, ``V < 0``, every optimal ``w`` has ``g_w != 0`` and the formula's ``d`` is the
+    maximiser. ``g_0 = 0`` (or ``c = 0``): the ball is the single point ``g_0``.
 
     Args:
         G: T x D task gradients.
         c: the radius, relative to ``|g_0|`` (the paper's default 0.5); ``c >= 0``.
 
     Returns:
-        ``(d, weights)``: d (D) = weights @ G.
+        ``(d, weights)``: d (D) = weights @ G; weights >= 1/T.
     """
     check_gradients(G)
     if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0):
         raise ValueError(f"argument 'c' is {c!r}, expected a finite number >= 0")
     A = gram(G)
     T = len(A)
+    mean = np.full(T, 1.0 / T)
+    radius = c * math.sqrt(max(mean @ A @ mean, 0.0))  # c |g_0|
+    if radius == 0.0:
+        return _combine(G, mean)  # the ball is the single point g_0
     w = cagrad_weights(A, float(c))
     norm_w = math.sqrt(max(w @ A @ w, 0.0))
-    norm_0 = math.sqrt(max(A.sum() / T**2, 0.0))
-    scale = c * norm_0 / norm_w if norm_w > 1e-12 * max(norm_0, 1e-300) else 0.0
-    return _combine(G, np.full(T, 1.0 / T) + scale * w)
+    formula = None
+    if norm_w > 1e-12 * radius / c:  # the paper's formula is defined
+        formula = mean + (radius / norm_w) * w
+        if (A @ formula).min() >= 0:  # <g_i, d> >= 0: conflicts with no task
+            return _combine(G, formula)
+    # Pareto-stationary (g_w = 0), or the formula's d raises a task's loss: the conflict-free
+    # direction nearest to g_0, if it lies in the ball (then V = 0 and it is a maximiser).
+    lam = conflict_free_weights(A)
+    dist = math.sqrt(max(lam @ A @ lam, 0.0))  # |d - g_0|
+    if dist <= radius * (1 + 1e-9) or formula is None:
+        # (formula is None and dist > radius only through rounding: pull d into the ball)
+        return _combine(G, mean + lam * min(1.0, radius / max(dist, 1e-300)))
+    return _combine(G, formula)  # no conflict-free d in the ball: V < 0, the formula's d
 
 
 # ---- IMTL-G ----------------------------------------------------------------------------------
@@ -312,8 +388,13 @@ def imtl_g(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Solved as the linear system ``<d, u_i - u_r> = 0`` (r: a reference task), ``sum(w) = 1``, on
     the Gram matrix; a least-squares solution where it is singular (parallel gradients: then any
-    such combination qualifies and the minimum-norm weights are taken). Zero gradients have no
-    direction, so they impose no condition.
+    such combination qualifies and the minimum-norm weights are taken).
+
+    Zero gradients (rows with norm below ``1e-12`` times the largest): they have no direction,
+    so they impose no condition, and they get weight 0 (torchjd's convention); the other
+    weights are solved on the non-zero rows alone and sum to one. So a zero row changes
+    neither ``d`` nor the other rows' weights (otherwise part of the unit sum would go to rows
+    that contribute nothing, and shrink the step). All rows zero: all weights 0, ``d = 0``.
 
     Returns:
         ``(d, w)``: d (D) = w @ G.
@@ -322,14 +403,16 @@ def imtl_g(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     A = gram(G)
     T = len(A)
     An = _normalised(A)
-    if An is None or T == 1:
-        return _combine(G, np.full(T, 1.0 / T))
+    if An is None:
+        return _combine(G, np.zeros(T))  # no task has a direction: weight 0 each, d = 0
     norms = np.sqrt(np.maximum(An.diagonal(), 0.0))
     live = np.nonzero(norms > 1e-12)[0]
+    Al, nl = An[np.ix_(live, live)], norms[live]
     # Row k: <d, u_k - u_r> = sum_j w_j (A[k, j] / n_k - A[r, j] / n_r), for live k != r.
-    r = live[0]
-    rows = [An[k] / norms[k] - An[r] / norms[r] for k in live[1:]]
-    K = np.vstack([*rows, np.ones(T)]) if rows else np.ones((1, T))
+    rows = [Al[k] / nl[k] - Al[0] / nl[0] for k in range(1, len(live))]
+    K = np.vstack([*rows, np.ones(len(live))])
     rhs = np.zeros(len(K))
     rhs[-1] = 1.0
-    return _combine(G, np.linalg.lstsq(K, rhs, rcond=1e-10)[0])
+    w = np.zeros(T)
+    w[live] = np.linalg.lstsq(K, rhs, rcond=1e-10)[0]
+    return _combine(G, w)

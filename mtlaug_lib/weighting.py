@@ -231,12 +231,23 @@ class FixedWeighting(LossWeighting):
 
 
 class UncertaintyWeighting(_OwnParameters, LossWeighting):
-    """Uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018).
+    """Uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018, arXiv 1705.07115).
 
-    Learns a log-variance ``s_t`` per task and minimises ``sum_t exp(-s_t) L_t + s_t`` (the
-    classification form, 1/sigma^2 L + log sigma^2). The task weights are ``exp(-s_t)``; for
-    fixed losses the optimum is ``s_t = log L_t``, where the gradient ``1 - exp(-s_t) L_t``
-    vanishes. ``s`` starts at 0 (weight 1) and is trained by the method's own Adam (``lr``).
+    Learns a log-variance ``s_t = log sigma_t^2`` per task and minimises
+    ``sum_t exp(-s_t) L_t + s_t = sum_t L_t / sigma_t^2 + log sigma_t^2``: exactly twice the
+    paper's regression term ``L_t / (2 sigma_t^2) + log sigma_t`` (a Gaussian likelihood),
+    written as in the authors' example code (github.com/yaringal/multi-task-learning-example).
+    It is not the paper's classification term ``L_t / sigma_t^2 + log sigma_t``, whose
+    regulariser is half as large. The task weights are ``exp(-s_t) = 1 / sigma_t^2``.
+
+    For fixed losses the optimum is ``s_t = log L_t`` (the gradient ``1 - exp(-s_t) L_t``
+    vanishes there), i.e. weight ``1 / L_t``. The regression term has the same optimum ``s_t``
+    with weight ``1 / (2 L_t)``; the classification term has ``s_t = log(2 L_t)``, also weight
+    ``1 / (2 L_t)``. So all three weight the tasks in the same ratio; the factor 2 doubles
+    every gradient (model's and ``s``'s), which is a learning-rate factor of 2 under SGD and
+    changes (almost) nothing under Adam, which is scale-invariant. (LibMTL's ``UW`` implements
+    the regression term itself, weights ``1 / (2 sigma^2)``.) ``s`` starts at 0 (weight 1) and
+    is trained by the method's own Adam (``lr``).
     """
 
     name = "uncertainty"

@@ -187,6 +187,38 @@ def test_uncertainty_parameters_follow_its_loss() -> None:
     assert torch.allclose(comb.weights, torch.exp(-uw.log_vars), atol=0.05)
 
 
+def _uncertainty_loss(L: float, s: torch.Tensor) -> torch.Tensor:
+    """The method's own loss for one task with loss L, at each log-variance in ``s``."""
+    uw = UncertaintyWeighting()
+    uw.reset(["a"])
+    out = []
+    for value in s.tolist():
+        with torch.no_grad():
+            uw.param.fill_(value)
+        out.append(uw.combine(torch.tensor([L], dtype=torch.float64)).loss.detach())
+    return torch.stack(out).double()
+
+
+@pytest.mark.parametrize("L", [0.05, 0.7, 3.0])
+def test_uncertainty_loss_is_twice_kendalls_regression_term(L: float) -> None:
+    """The implemented loss is L / sigma^2 + log sigma^2 (s = log sigma^2): twice Kendall et
+    al.'s regression term L / (2 sigma^2) + log sigma, so the same optimum s = log L, where
+    the learned weight exp(-s) is 1 / L. Kendall's classification term L / sigma^2 + log sigma
+    is a different function, with its optimum at s = log(2 L)."""
+    s = torch.linspace(-6, 4, 2001, dtype=torch.float64)  # step 0.005
+    loss = _uncertainty_loss(L, s)
+    sigma2 = s.exp()
+    regression = L / (2 * sigma2) + 0.5 * s  # log sigma = s / 2
+    classification = L / sigma2 + 0.5 * s
+    assert torch.allclose(loss, 2 * regression, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(loss, classification, rtol=1e-2)
+    s_best = float(s[loss.argmin()])
+    assert abs(s_best - math.log(L)) <= 0.005
+    assert math.isclose(math.exp(-s_best), 1 / L, rel_tol=0.01)  # the optimal weight: 1 / L
+    assert float(s[regression.argmin()]) == s_best  # the same minimiser
+    assert abs(float(s[classification.argmin()]) - math.log(2 * L)) <= 0.005
+
+
 def test_dwa_weights_follow_the_loss_ratio() -> None:
     prev, before = torch.tensor([1.0, 0.9, 0.5]), torch.tensor([1.0, 1.0, 1.0])
     w = dwa_weights(prev, before, temperature=2.0)
