@@ -79,3 +79,20 @@ def test_sanitize_file_pairs_every_regex_with_a_replace() -> None:
         if line.startswith("regex:"):
             assert lines[i + 1].startswith("replace:"), f"regex without replace: {line}"
             re.compile(line.split(":", 1)[1].strip())
+
+
+def test_notebooks_mark_cells_with_tags_not_comments() -> None:
+    """nbval's cell tags, not ``# NBVAL_*`` comments: readers see the course's code, and the
+    tag on a cell that raises is honoured by nbval and by ``nbconvert --execute`` alike."""
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        for i, cell in enumerate(cells):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            assert "# NBVAL_" not in source, f"{path.name} cell {i}: use a cell tag instead"
+            if cell["cell_type"] == "code" and any(
+                o.get("output_type") == "error" for o in cell.get("outputs", [])
+            ):
+                assert "raises-exception" in cell["metadata"].get("tags", []), (
+                    f"{path.name} cell {i} stores an error but is not tagged raises-exception")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -49,3 +51,25 @@ def test_seed_everything_repeats_draws() -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(ValueError, match="argument 'seed'"):
         seed_everything(-1)
+
+
+def test_stopwatch_times_the_block_and_synchronises_the_device(monkeypatch) -> None:
+    import time
+
+    from mtlaug_lib import utils
+
+    calls = []
+    monkeypatch.setattr(utils, "synchronize", lambda device: calls.append(str(device)))
+    with utils.Stopwatch("cuda:0") as watch:  # synchronize is stubbed: no GPU needed
+        time.sleep(0.02)
+    assert calls == ["cuda:0", "cuda:0"]  # before starting and before stopping the clock
+    assert watch.seconds >= 0.02
+    assert math.isnan(utils.Stopwatch().seconds)  # nothing timed yet
+
+
+def test_synchronize_on_the_cpu_is_a_no_op_and_a_bad_device_is_an_error() -> None:
+    from mtlaug_lib.utils import synchronize
+
+    synchronize("cpu")
+    with pytest.raises(RuntimeError):
+        synchronize("no-such-device")
