@@ -37,13 +37,16 @@ def show_samples(
         n: how many samples (columns) to show.
         title: the figure's title.
         predictions: optional ``left``/``right`` B predicted classes, shown after the labels
-            (a wrong one is marked in red).
+            (a wrong one is marked in red), and/or a predicted ``mask`` B x H x W, drawn in a
+            row of its own under the true masks, so the two can be compared.
     """
     images = batch["image"]
     n = min(n, len(images))
     if n < 1:
         raise ValueError("argument 'batch' holds no samples to show")
-    rows = 2 if "mask" in batch else 1
+    pred_mask = None if predictions is None else predictions.get("mask")
+    has_masks = "mask" in batch or pred_mask is not None
+    rows = 1 + ("mask" in batch) + (pred_mask is not None)
     fig, axes = plt.subplots(rows, n, figsize=(1.4 * n, 1.55 * rows + 0.5), squeeze=False)
     cmap = ListedColormap(MASK_COLOURS)
     for i in range(n):
@@ -51,24 +54,30 @@ def show_samples(
         ax.imshow(_as_image(images[i]))
         label = f"L {int(batch['left'][i])} | R {int(batch['right'][i])}"
         colour = "black"
-        if predictions is not None:
+        if predictions is not None and "left" in predictions and "right" in predictions:
             pl, pr = int(predictions["left"][i]), int(predictions["right"][i])
             label += f"\npred {pl} | {pr}"
             if (pl, pr) != (int(batch["left"][i]), int(batch["right"][i])):
                 colour = "red"
         ax.set_title(label, fontsize=9, color=colour)
-        if rows == 2:
+        masks = [m for m in (batch.get("mask"), pred_mask) if m is not None]
+        for row, mask in enumerate(masks, start=1):
             grey = _as_image(images[i]).max(axis=2)
-            axes[1, i].imshow(grey, cmap="gray")
-            axes[1, i].imshow(batch["mask"][i].cpu().numpy(), cmap=cmap, vmin=0, vmax=2,
-                              interpolation="nearest")
+            axes[row, i].imshow(grey, cmap="gray")
+            axes[row, i].imshow(mask[i].cpu().numpy(), cmap=cmap, vmin=0, vmax=2,
+                                interpolation="nearest")
     for ax in axes.flat:
         ax.axis("off")
-    if rows == 2:
+    if pred_mask is not None:  # caption the rows, since truth and prediction look alike
+        captions = ["image"] + (["true mask"] if "mask" in batch else []) + ["predicted mask"]
+        for row, caption in enumerate(captions):
+            axes[row, 0].text(-0.08, 0.5, caption, transform=axes[row, 0].transAxes,
+                              rotation=90, ha="right", va="center", fontsize=9)
+    if has_masks:
         handles = [Patch(color=MASK_COLOURS[k], label=MASK_NAMES[k]) for k in (1, 2)]
         fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 if rows == 2 else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.06 if has_masks else 0, 1, 1))
     return fig
 
 
@@ -105,17 +114,27 @@ def plot_class_counts(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("samples")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    # Outside the axes, right: the bars fill the whole width, so no corner inside is free.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_bars(values: Sequence[float], labels: Sequence[str], title: str, ylabel: str) -> Figure:
+def plot_bars(
+    values: Sequence[float],
+    labels: Sequence[str],
+    title: str,
+    ylabel: str,
+    xlabel: str | None = None,
+) -> Figure:
     """A simple labelled bar chart (parameter counts per layer, costs, ...)."""
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(range(len(values)), values, color="tab:blue")
     ax.set_xticks(range(len(values)), labels, rotation=0)
     ax.set_ylabel(ylabel)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.margins(y=0.12)  # room above the tallest bar for its value
     ax.set_title(title)
     for x, v in enumerate(values):
         ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
@@ -181,6 +200,11 @@ def plot_metric_spread(
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    # Say what the whiskers and dots are in the legend itself (a reader sees no docstring).
+    ax.errorbar([], [], yerr=[], fmt="none", ecolor="black", capsize=4,
+                label="whiskers: min-max over seeds")
+    ax.plot([], [], "k.", markersize=4, label="dots: one seed each")
+    # Outside the axes, right: the bars fill the whole width, so no corner inside is free.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig

@@ -303,7 +303,10 @@ def train(
         weights: per-task loss weights (default 1 each).
         augment: applied to each training batch on the device, before the update (batch
             augmentation of the image and all its targets together); never to test batches.
-        eval_every: also evaluate every this many steps.
+        eval_every: also evaluate every this many steps, counted from the start of training
+            (not of each epoch). Choose a divisor of the batches per epoch: otherwise a
+            periodic evaluation can fall a step or two after an epoch's end, which is
+            evaluated too, and the curves get two points close together.
         conflict_every: every this many steps (from step 0), record the cosine similarity of
             the tasks' gradients on the shared parameters in ``history.conflict``, on that
             step's batch before its update. Measured outside the step's time and without

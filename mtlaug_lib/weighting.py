@@ -19,7 +19,9 @@ so ``train`` needs no special case: ``train(..., strategy=Weighted("mgda"))`` or
 | ``pcgrad``      | ``PCGrad``               | yes                 | implied, 1 + ...     |
 | ``mgda``        | ``MGDA``                 | yes                 | >= 0, sum 1          |
 | ``cagrad``      | ``CAGrad``               | yes                 | >= 1/T, sum 1 + c..  |
-| ``imtl-g``      | ``IMTLG``                | yes                 | sum 1, may be < 0    |
+| ``imtl-g``      | ``IMTLG``                | yes                 | sum 1, may be < 0 (*)|
+
+(*) IMTL-G gives a zero task gradient weight 0 (all weights 0 if every gradient is zero).
 
 For the gradient-combination methods the weights are *implied*: the combined gradient of the
 shared part is ``weights @ G`` exactly (``gradients``).

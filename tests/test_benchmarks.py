@@ -33,3 +33,11 @@ def test_loop_reference_equals_the_library() -> None:
     out = compose_pairs(digits, labels, 32, torch.Generator().manual_seed(1), tint=False)
     ref = bench.loop_compose(digits, out["sources"])
     assert torch.equal(torch.from_numpy(ref), out["images"][:, 0])
+
+
+def test_bench_audit_runs_and_records(tmp_path: Path) -> None:
+    out = tmp_path / "audit.json"
+    result = _load("bench_audit").main(["--rounds", "1", "--out", str(out)])
+    assert out.exists() and set(result["audit_s (median)"]) == set(
+        result["kinds_only_s (median)"])
+    assert all(s > 0 for s in result["audit_s (median)"].values())
