@@ -297,7 +297,7 @@ def test_a_label_map_must_repair_what_the_flip_does_on_the_data(mask_only, tasks
     assert audit(v2.RandomVerticalFlip(), mask_only).ok
 
 
-def test_the_audit_measures_quickly_and_leaves_the_random_state_alone(tasks) -> None:
+def test_the_audit_is_repeatable_and_leaves_the_random_state_alone(tasks) -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
