@@ -482,9 +482,11 @@ def _measure_all(
         else:
             try:
                 result.measurement = measure(info.probe, probes, regions, seed)
-                # the size it gives the images that reach it (after earlier resizes)
-                first = torch.zeros(1, len(probes[0]), *sorted(size)[0])
-                size = {tuple(o.shape[1:]) for o in info.probe(first, seed)}
+                if size == {tuple(probes.shape[2:])}:  # images of the data's size reach it:
+                    size = set(result.measurement.sizes)  # every size its draws gave
+                else:  # an earlier transform resized them: run it once at that size
+                    first = torch.zeros(1, len(probes[0]), *sorted(size)[0])
+                    size = {tuple(o.shape[1:]) for o in info.probe(first, seed)}
             except Exception as err:  # a transform that cannot run on probes is not vouched for
                 result.error = (f"the audit could not run it on the data "
                                 f"({type(err).__name__}: {err})")

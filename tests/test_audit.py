@@ -271,6 +271,9 @@ def test_rotations_past_a_tasks_tolerance_are_refused(tasks) -> None:
 def test_the_output_size_must_be_what_the_tasks_take(tasks) -> None:
     refused = {row.task for row in audit(v2.Resize(32), tasks).problems()}
     assert refused == {"left", "right", "mask"}
+    # A random output size is judged over all its draws, not one.
+    reason = audit(v2.RandomResize(24, 33), tasks).problems()[0].reason
+    assert re.search(r"it outputs (\d+ x \d+, ){3,}", reason), reason
     # Resizing back restores the size: only the pipeline's output size counts.
     assert audit(v2.Compose([v2.Resize(32), v2.CenterCrop(28)]), tasks).ok
 
