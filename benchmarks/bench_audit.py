@@ -1,7 +1,7 @@
 """Benchmark: how long the label-safety audit takes to measure a pipeline on the data.
 
 The audit runs each geometric transform on 128 seeded probes of MultiDigits training samples
-(``mtlaug_lib.probe``) and judges it from what it measured; every ``SampleTransform``,
+(``mtlaug_lib.augment.probe``) and judges it from what it measured; every ``SampleTransform``,
 ``BatchAugment``, ``MixUp`` and ``CutMix`` is audited when built. This benchmark times, side
 by side in interleaved rounds, the whole audit of the course's pipelines and the kind-only walk
 over the same pipelines (``transform_kinds``: what the audit did before it measured), and
@@ -24,9 +24,9 @@ import torch
 import torchvision
 from torchvision.transforms import v2
 
-from mtlaug_lib.audit import audit, course_data, transform_kinds
-from mtlaug_lib.batch_augment import BatchAugment
-from mtlaug_lib.tasks import multidigits_tasks
+from mtlaug_lib.augment.audit import audit, course_data, transform_kinds
+from mtlaug_lib.augment.batch import BatchAugment
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import machine, record  # noqa: E402

@@ -14,7 +14,7 @@ Contenders:
         way: a PIL data set such as torchvision's MNIST, a transform per sample);
     b_tensor_per_sample: torchvision v2 on uint8 ``tv_tensors`` per sample through
         ``SampleTransform``, in the main process (``DataLoader`` with no workers);
-    c_batch_augment: ``mtlaug_lib.batch_augment.BatchAugment`` on whole batches from
+    c_batch_augment: ``mtlaug_lib.augment.batch.BatchAugment`` on whole batches from
         ``TensorLoader``, in the main process (on the CPU here; the batch's device in training);
     d_kornia: ``kornia.augmentation`` (``RandomAffine`` + ``ColorJitter``, the mask as an extra
         input) on the same batches, when kornia is importable.
@@ -51,9 +51,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment import SampleTransform
-from mtlaug_lib.batch_augment import BatchAugment
-from mtlaug_lib.data import MultiDigits, TensorLoader
+from mtlaug_lib.augment.batch import BatchAugment
+from mtlaug_lib.augment.sample import SampleTransform
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import machine, record  # noqa: E402

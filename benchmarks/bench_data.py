@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtlaug_lib.data import CANVAS, DIGIT, RIGHT_OFFSET, MultiDigits, compose_pairs
+from mtlaug_lib.data.multidigits import CANVAS, DIGIT, RIGHT_OFFSET, MultiDigits, compose_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import machine, record  # noqa: E402

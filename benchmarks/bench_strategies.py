@@ -3,7 +3,7 @@
 All contenders train the same model (``make_model(select_tasks(multidigits_tasks(), TASKS),
 seed=0)``, fresh each round) on the same batches (MultiDigits train, ``TensorLoader``; round r
 takes the first ``--steps-per-round`` batches of epoch r's order) with one Adam at a constant
-learning rate, through ``mtlaug_lib.train.train(..., strategy=NAME)``. The rounds are short
+learning rate, through ``mtlaug_lib.training.loop.train(..., strategy=NAME)``. The rounds are short
 and many, and rotate the contenders' order, because other people's jobs on this shared 2-core
 machine change its speed several-fold within a minute: a ratio within one short round compares
 the contenders on nearly the same machine.
@@ -34,10 +34,11 @@ from pathlib import Path
 
 import torch
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import multidigits_tasks, select_tasks
-from mtlaug_lib.train import History, train
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.core.tasks import select_tasks
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import History, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import FirstBatches, machine, record  # noqa: E402

@@ -10,7 +10,7 @@ them; the result is the median images/s of each and the median of the per-round 
 Contenders:
     bare: ``for batch in loader: out = model(x); loss = sum of cross entropies; zero_grad;
           backward; step``;
-    library: ``mtlaug_lib.train.train(..., test_iter=None, schedule=None, progress=False)``;
+    library: ``mtlaug_lib.training.loop.train(..., test_iter=None, schedule=None, progress=False)``;
     library_tqdm: the same with ``progress=True`` (the tqdm bar on; skip it with --no-tqdm).
 
 Since both do the same arithmetic in the same order, they end each round with the same weights;
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import multidigits_tasks
-from mtlaug_lib.train import train
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import machine, record  # noqa: E402
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         for name in names if name != "bare"
     }
     result: dict[str, object] = {
-        "benchmark": "training loop: mtlaug_lib.train.train vs a bare hand-written loop",
+        "benchmark": "training loop: mtlaug_lib.training.loop.train vs a bare hand-written loop",
         "model": "make_model(multidigits_tasks(), seed=0): seed backbone, 2 Classifier heads, "
                  "1 DenseHead",
         "data": f"MultiDigits('train', size={args.size}), TensorLoader(batch_size="

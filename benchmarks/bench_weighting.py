@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import multidigits_tasks
-from mtlaug_lib.train import History, train
-from mtlaug_lib.weighting import SOURCES, WEIGHTINGS, Weighted
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import History, train
+from mtlaug_lib.training.weighting import SOURCES, WEIGHTINGS, Weighted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import FirstBatches, machine, record  # noqa: E402

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlaug_lib.data import TensorLoader
+from mtlaug_lib.data.loaders import TensorLoader
 
 
 def machine() -> dict[str, object]:

@@ -1,27 +1,30 @@
 """mtlaug_lib: the library of the course "Multi-task learning and data augmentation in PyTorch".
 
-One module per concept; the names used by the notebooks are re-exported here.
+The folder tree is the architecture; each package imports only the ones before it:
+
+- ``core``: tasks, models, the multi-task loss, the batch format, checkpoints, checks, devices;
+- ``data``: the data sets (each with its tasks) and in-memory loaders;
+- ``augment``: label-safe augmentation of samples and batches, mixing, and the audit;
+- ``training``: the loop, update strategies, weighting methods and gradient maths;
+- ``course``: exercise checks, figures, notebook execution and the student edition. Loaded on
+  first use (``from mtlaug_lib import exercises, plots``), so ``import mtlaug_lib`` does not
+  import matplotlib.
+
+The names the notebooks use are re-exported here.
 """
 
-from . import exercises, gradients, plots
-from .audit import LabelSafetyError, audit, check_pipeline, declare_kind, transform_kinds
-from .augment import RandomFlip, SampleTransform
-from .batch_augment import AugmentParams, BatchAugment, mask_alignment
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import (
-    MultiDigits,
-    MultiMNIST,
-    TensorLoader,
-    compose_pairs,
-    load_mnist,
-    load_multidigits,
-    map_batches,
-    sklearn_digits_as_mnist,
-    source_split,
-)
-from .losses import MultiTaskLoss
-from .mixing import CutMix, MixUp
-from .models import (
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .augment.audit import LabelSafetyError, audit, check_pipeline, declare_kind, transform_kinds
+from .augment.batch import AugmentParams, BatchAugment, mask_alignment
+from .augment.mixing import CutMix, MixUp
+from .augment.sample import RandomFlip, SampleTransform
+from .core.checkpoint import load_checkpoint, save_checkpoint
+from .core.losses import MultiTaskLoss
+from .core.models import (
     AdaptiveFeatureExtractor,
     Classifier,
     DenseHead,
@@ -32,20 +35,58 @@ from .models import (
     make_model,
     shape_trace,
 )
-from .strategies import (
+from .core.tasks import LabelEffect, Task, multitask_score, select_tasks
+from .core.utils import Stopwatch, get_device, seed_everything, set_deterministic, synchronize
+from .data import (
+    MultiDigits,
+    MultiMNIST,
+    TensorLoader,
+    compose_pairs,
+    load_mnist,
+    load_multidigits,
+    map_batches,
+    multidigits_tasks,
+    sklearn_digits_as_mnist,
+    source_split,
+)
+from .training import gradients
+from .training.loop import History, evaluate, train
+from .training.strategies import (
     STRATEGIES,
     Alternating,
+    Joint,
+    NonFiniteLossError,
     Sequential,
+    Strategy,
     cosine_matrix,
     gradient_conflict,
     make_strategy,
     pairwise_cosines,
     task_gradients,
 )
-from .tasks import LabelEffect, Task, multidigits_tasks, multitask_score, select_tasks
-from .train import History, Joint, NonFiniteLossError, Strategy, evaluate, train
-from .utils import Stopwatch, get_device, seed_everything, set_deterministic, synchronize
-from .weighting import WEIGHTINGS, NonFiniteWeightError, Weighted, Weighting, make_weighting
+from .training.weighting import (
+    WEIGHTINGS,
+    NonFiniteWeightError,
+    Weighted,
+    Weighting,
+    make_weighting,
+)
+
+# The course's modules, loaded on first use: the library itself never needs them.
+_COURSE_MODULES = ("exercises", "plots", "execute", "student")
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _COURSE_MODULES:
+        module = importlib.import_module(f".course.{name}", __name__)
+        globals()[name] = module  # later lookups find it directly
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_COURSE_MODULES])
+
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mtlaug_lib.tasks import Task, multidigits_tasks, select_tasks
+from mtlaug_lib.core.tasks import Task, select_tasks
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 
 @pytest.fixture(scope="module")

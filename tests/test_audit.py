@@ -13,7 +13,7 @@ from augment_checks import SWAP
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mtlaug_lib.audit import (
+from mtlaug_lib.augment.audit import (
     Audit,
     LabelSafetyError,
     audit,
@@ -22,10 +22,10 @@ from mtlaug_lib.audit import (
     declare_kind,
     transform_kinds,
 )
-from mtlaug_lib.augment import RandomFlip, SampleTransform
-from mtlaug_lib.batch_augment import BatchAugment
-from mtlaug_lib.mixing import CutMix, MixUp
-from mtlaug_lib.tasks import LabelEffect
+from mtlaug_lib.augment.batch import BatchAugment
+from mtlaug_lib.augment.mixing import CutMix, MixUp
+from mtlaug_lib.augment.sample import RandomFlip, SampleTransform
+from mtlaug_lib.core.tasks import LabelEffect
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,7 +172,7 @@ def test_the_audit_refuses_torchvision_mixup_and_erasing_and_accepts_the_course_
 ) -> None:
     report = audit([v2.MixUp(num_classes=10), v2.RandomErasing()], tasks)
     reasons = {(r.transform, r.task): r.reason for r in report.problems()}
-    assert "mtlaug_lib.mixing.MixUp" in reasons[("[0] MixUp", "left")]
+    assert "mtlaug_lib.augment.mixing.MixUp" in reasons[("[0] MixUp", "left")]
     assert ("[1] RandomErasing", "mask") in reasons  # erased ink stays labelled
     assert ("[1] RandomErasing", "left") not in reasons  # Cutout keeps a class
     assert audit([MixUp(tasks), CutMix(tasks)], tasks).ok
@@ -225,7 +225,7 @@ def test_transforms_that_cut_digits_out_of_view_are_refused_for_the_digits(crop,
 def test_the_default_crop_figure_matches_a_direct_count(tasks) -> None:
     """The audit's visible fraction is the mask's own count: crop the masks with the same
     boxes (nearest, no resampling of the count) and compare the fraction of draws short."""
-    from mtlaug_lib.probe import DRAWS
+    from mtlaug_lib.augment.probe import DRAWS
 
     data = course_data()
     row = audit(v2.RandomResizedCrop(28), tasks).grid()["RandomResizedCrop"]["left"]

@@ -24,11 +24,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from mtlaug_lib.audit import LabelSafetyError, audit, check_pipeline
-from mtlaug_lib.augment import SampleTransform
-from mtlaug_lib.batch_augment import AugmentParams, BatchAugment, color_jitter, mask_alignment
-from mtlaug_lib.data import MultiDigits
-from mtlaug_lib.tasks import CLASSIFICATION, SEGMENTATION, Task, select_tasks
+from mtlaug_lib.augment.audit import LabelSafetyError, audit, check_pipeline
+from mtlaug_lib.augment.batch import AugmentParams, BatchAugment, color_jitter, mask_alignment
+from mtlaug_lib.augment.sample import SampleTransform
+from mtlaug_lib.core.tasks import CLASSIFICATION, SEGMENTATION, Task, select_tasks
+from mtlaug_lib.data.multidigits import MultiDigits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -26,7 +26,7 @@ def test_bench_data_runs_and_records(tmp_path: Path) -> None:
 def test_loop_reference_equals_the_library() -> None:
     import torch
 
-    from mtlaug_lib.data import MultiDigits, compose_pairs
+    from mtlaug_lib.data.multidigits import MultiDigits, compose_pairs
 
     bench = _load("bench_data")
     digits, labels = MultiDigits.source_digits()

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlaug_lib.checkpoint import load_checkpoint, model_signature, save_checkpoint
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.losses import MultiTaskLoss
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import CLASSIFICATION, Task, multidigits_tasks, select_tasks
-from mtlaug_lib.train import History, Joint, evaluate, train
+from mtlaug_lib.core.checkpoint import load_checkpoint, model_signature, save_checkpoint
+from mtlaug_lib.core.losses import MultiTaskLoss
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import History, evaluate, train
+from mtlaug_lib.training.strategies import Joint
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mtlaug_lib.data import (
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import (
     DIGIT,
     INK,
     RIGHT_OFFSET,
     MultiDigits,
     MultiMNIST,
-    TensorLoader,
     compose_pairs,
     place_on_canvas,
     sklearn_digits_as_mnist,

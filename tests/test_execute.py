@@ -10,12 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mtlaug_lib.execute import (
-    NotebookExecutionError,
-    execute_notebook,
-    find_notebooks,
-    main,
-)
+from mtlaug_lib.course.execute import NotebookExecutionError, execute_notebook, find_notebooks, main
 
 
 def _write(path: Path, cells: list) -> Path:

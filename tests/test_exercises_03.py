@@ -9,7 +9,7 @@ import torchvision.transforms as v1
 from torchvision.transforms import v2
 
 from mtlaug_lib import exercises
-from mtlaug_lib.tasks import multidigits_tasks
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 import pytest
 import torch
 
-from mtlaug_lib.gradients import cagrad, cagrad_weights, gram, imtl_g
+from mtlaug_lib.training.gradients import cagrad, cagrad_weights, gram, imtl_g
 
 F64 = torch.float64
 

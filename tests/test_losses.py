@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlaug_lib.losses import MultiTaskLoss, check_weights
-from mtlaug_lib.tasks import multidigits_tasks
+from mtlaug_lib.core.losses import MultiTaskLoss, check_weights
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 
 @pytest.fixture

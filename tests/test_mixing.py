@@ -8,28 +8,16 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from mtlaug_lib.audit import LabelSafetyError
-from mtlaug_lib.batch_augment import BatchAugment, mask_alignment
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.losses import MultiTaskLoss
-from mtlaug_lib.mixing import (
-    MIX_KEYS,
-    MIX_KIND,
-    MIX_LAM,
-    MIX_PERM,
-    CutMix,
-    MixParams,
-    MixUp,
-    batch_mix,
-)
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import (
-    CLASSIFICATION,
-    SEGMENTATION,
-    TRANSFORM_KINDS,
-    Task,
-)
-from mtlaug_lib.train import evaluate, train
+from mtlaug_lib.augment.audit import LabelSafetyError
+from mtlaug_lib.augment.batch import BatchAugment, mask_alignment
+from mtlaug_lib.augment.mixing import CutMix, MixParams, MixUp
+from mtlaug_lib.core.batch_format import MIX_KEYS, MIX_KIND, MIX_LAM, MIX_PERM, batch_mix
+from mtlaug_lib.core.losses import MultiTaskLoss
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.core.tasks import CLASSIFICATION, SEGMENTATION, TRANSFORM_KINDS, Task
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits
+from mtlaug_lib.training.loop import evaluate, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

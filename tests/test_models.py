@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlaug_lib.models import (
+from mtlaug_lib.core.models import (
     AdaptiveFeatureExtractor,
     Classifier,
     DenseHead,

@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.losses import MultiTaskLoss
-from mtlaug_lib.models import FeatureExtractor, make_model
-from mtlaug_lib.strategies import (
+from mtlaug_lib.core.losses import MultiTaskLoss
+from mtlaug_lib.core.models import FeatureExtractor, make_model
+from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import History, train
+from mtlaug_lib.training.strategies import (
     Alternating,
     Joint,
     Sequential,
@@ -33,11 +36,9 @@ from mtlaug_lib.strategies import (
     pairwise_cosines,
     task_gradients,
 )
-from mtlaug_lib.tasks import CLASSIFICATION, Task, multidigits_tasks, select_tasks
-from mtlaug_lib.train import History, train
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-train_module = importlib.import_module("mtlaug_lib.train")
+train_module = importlib.import_module("mtlaug_lib.training.loop")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mtlaug_lib.execute import current_env_kernel_manager
-from mtlaug_lib.student import (
+from mtlaug_lib.course.execute import current_env_kernel_manager
+from mtlaug_lib.course.student import (
     BEGIN_SOLUTION,
     END_SOLUTION,
     SolutionMarkerError,

@@ -9,18 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlaug_lib.models import Classifier, DenseHead, MultiTaskModel, make_model
-from mtlaug_lib.tasks import (
+from mtlaug_lib.core.models import Classifier, DenseHead, MultiTaskModel, make_model
+from mtlaug_lib.core.tasks import (
     CLASSIFICATION,
     SEGMENTATION,
     TRANSFORM_KINDS,
     LabelEffect,
     Task,
     TaskMeter,
-    multidigits_tasks,
     multitask_score,
     select_tasks,
 )
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 
 def logits_for(pred: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -19,24 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.losses import MultiTaskLoss
-from mtlaug_lib.models import make_model
-from mtlaug_lib.tasks import CLASSIFICATION, Task, multidigits_tasks, select_tasks
-from mtlaug_lib.train import (
-    History,
+from mtlaug_lib.core.losses import MultiTaskLoss
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.loop import History, evaluate, train
+from mtlaug_lib.training.strategies import (
     Joint,
     NonFiniteLossError,
     Strategy,
     check_finite,
-    evaluate,
     make_strategy,
-    train,
 )
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # The module itself: the package re-exports the function ``train`` under the same name.
-train_module = importlib.import_module("mtlaug_lib.train")
+train_module = importlib.import_module("mtlaug_lib.training.loop")
 
 
 @pytest.fixture(scope="module")

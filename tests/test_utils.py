@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mtlaug_lib.utils import get_device, seed_everything
+from mtlaug_lib.core.utils import get_device, seed_everything
 
 
 def test_default_device(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +56,7 @@ def test_seed_everything_repeats_draws() -> None:
 def test_stopwatch_times_the_block_and_synchronises_the_device(monkeypatch) -> None:
     import time
 
-    from mtlaug_lib import utils
+    from mtlaug_lib.core import utils
 
     calls = []
     monkeypatch.setattr(utils, "synchronize", lambda device: calls.append(str(device)))
@@ -68,7 +68,7 @@ def test_stopwatch_times_the_block_and_synchronises_the_device(monkeypatch) -> N
 
 
 def test_synchronize_on_the_cpu_is_a_no_op_and_a_bad_device_is_an_error() -> None:
-    from mtlaug_lib.utils import synchronize
+    from mtlaug_lib.core.utils import synchronize
 
     synchronize("cpu")
     with pytest.raises(RuntimeError):

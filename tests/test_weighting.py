@@ -17,14 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from mtlaug_lib.data import MultiDigits, TensorLoader
-from mtlaug_lib.gradients import cagrad, imtl_g, mgda, pcgrad, pcgrad_project
-from mtlaug_lib.losses import MultiTaskLoss
-from mtlaug_lib.models import make_model
-from mtlaug_lib.strategies import NonFiniteLossError
-from mtlaug_lib.tasks import multidigits_tasks, select_tasks
-from mtlaug_lib.train import train
-from mtlaug_lib.weighting import (
+from mtlaug_lib.core.losses import MultiTaskLoss
+from mtlaug_lib.core.models import make_model
+from mtlaug_lib.core.tasks import select_tasks
+from mtlaug_lib.data.loaders import TensorLoader
+from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.gradients import cagrad, imtl_g, mgda, pcgrad, pcgrad_project
+from mtlaug_lib.training.loop import train
+from mtlaug_lib.training.strategies import NonFiniteLossError
+from mtlaug_lib.training.weighting import (
     DWA,
     SOURCES,
     WEIGHTINGS,
@@ -473,7 +474,7 @@ def test_bench_weighting_runs_and_records(tmp_path: Path) -> None:
 def test_mgda_l2_normalised_solves_on_unit_gradients() -> None:
     """With normalize='l2' the direction is the min-norm point of the unit gradients' hull: it
     makes equal angles (equal projections) with the active unit gradients, and d = w @ G."""
-    from mtlaug_lib.weighting import MGDA
+    from mtlaug_lib.training.weighting import MGDA
 
     g = torch.Generator().manual_seed(4)
     G = torch.randn(3, 40, generator=g, dtype=torch.float64) * torch.tensor([[1.0], [10.0], [0.01]],

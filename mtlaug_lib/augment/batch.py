@@ -9,9 +9,9 @@ resampling, class labels untouched (or mapped where the flip fired). Use it as
 This module holds ``BatchAugment``, its parameters (``AugmentParams``, ``make_generator``), the
 per-sample operations (``affine_theta``, ``color_jitter``, ``permute_channels``) and the check
 that a mask still lies on its image's digits (``ink``, ``mask_alignment``). The label-safety
-audit that every augmenter passes when built lives in ``mtlaug_lib.audit``; one sample at a
-time through torchvision v2 (``SampleTransform``, ``RandomFlip``) in ``mtlaug_lib.augment``;
-MixUp and CutMix in ``mtlaug_lib.mixing``.
+audit that every augmenter passes when built lives in ``mtlaug_lib.augment.audit``; one sample at a
+time through torchvision v2 (``SampleTransform``, ``RandomFlip``) in ``mtlaug_lib.augment.sample``;
+MixUp and CutMix in ``mtlaug_lib.augment.mixing``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from ..core.batch_format import IMAGE, MIX_PREFIX
+from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.tasks import SEGMENTATION, Task
+from ..data.multidigits import multidigits_tasks
 from .audit import (
     LabelMaps,
     TransformInfo,
@@ -31,8 +35,6 @@ from .audit import (
     _merge_maps,
     check_pipeline,
 )
-from .augment import IMAGE, _check_probability, _describe_value, _is_int_tensor
-from .tasks import SEGMENTATION, Task, multidigits_tasks
 
 
 @dataclass(frozen=True)
@@ -257,8 +259,8 @@ class BatchAugment:
         self.brightness = _jitter("brightness", brightness)
         self.contrast = _jitter("contrast", contrast)
         self.saturation = _jitter("saturation", saturation)
-        self.channel_shuffle = _check_probability("channel_shuffle", channel_shuffle)
-        self.hflip = _check_probability("hflip", hflip)
+        self.channel_shuffle = check_probability("channel_shuffle", channel_shuffle)
+        self.hflip = check_probability("hflip", hflip)
         self.label_maps = _check_label_maps(label_maps, self.tasks)
         self.generator = make_generator(generator)
         self.last_params: AugmentParams | None = None
@@ -363,14 +365,14 @@ class BatchAugment:
         image = batch[IMAGE]
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
             raise ValueError(
-                f"BatchAugment: batch['image'] is a {_describe_value(image)}, expected float "
+                f"BatchAugment: batch['image'] is a {describe_value(image)}, expected float "
                 "B x C x H x W in [0, 1]"
             )
         b, c, h, w = image.shape
         if (self.photometric or self.channel_shuffle) and c not in (1, 3):
             raise ValueError(f"BatchAugment: batch['image'] has {c} channels, expected 1 or 3")
         for key, value in batch.items():
-            if key == IMAGE or key.startswith("mix."):  # MixUp/CutMix's keys pass through
+            if key == IMAGE or key.startswith(MIX_PREFIX):  # MixUp/CutMix's keys pass through
                 continue
             task = self.tasks.get(key)
             if task is None:
@@ -380,11 +382,11 @@ class BatchAugment:
                 )
             want = (b, h, w) if task.kind == SEGMENTATION else (b,)
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != want or not (
-                _is_int_tensor(value)
+                is_int_tensor(value)
             ):
                 layout = "B x H x W (a mask)" if task.kind == SEGMENTATION else "B"
                 raise ValueError(
-                    f"BatchAugment: batch[{key!r}] is a {_describe_value(value)}, expected "
+                    f"BatchAugment: batch[{key!r}] is a {describe_value(value)}, expected "
                     f"integer {layout} = {want} for the image {tuple(image.shape)}"
                 )
         return image

@@ -107,7 +107,7 @@ def check_feature_size(feature_size: Callable[[int, int], int]) -> None:
     and non-square ones included (2x2 max-pooling floors: 15 -> 7). A wrong answer gets the
     hint of the known mistake (``_FEATURE_SIZE_MISTAKES``) that gives the same values.
     """
-    from .models import FeatureExtractor
+    from ..core.models import FeatureExtractor
 
     layers = FeatureExtractor()
     sizes = [(28, 28), (32, 32), (224, 224), (30, 30), (29, 35), (8, 12)]
@@ -232,7 +232,7 @@ def _sum_check_batch() -> dict[str, torch.Tensor]:
 
     B = 64: the first sample of each sum, then the next ones in order.
     """
-    from .data import MultiDigits
+    from ..data.multidigits import MultiDigits
 
     data = MultiDigits("test", size=600, seed=1)
     sums = data.batch(torch.arange(len(data)))
@@ -259,7 +259,7 @@ def check_sum_task(
     """
     from collections.abc import Mapping
 
-    from .tasks import CLASSIFICATION, Task
+    from ..core.tasks import CLASSIFICATION, Task
 
     # 1. The declaration.
     if not isinstance(task, Task):
@@ -406,7 +406,7 @@ def check_multitask_score(multitask_score: Callable) -> None:
 def check_safe_pipeline(pipeline: object, tasks: object) -> None:
     """Exercise 03.1: a pipeline that the audit allows for every task, with at least one
     geometric and one photometric transform."""
-    from .audit import LabelSafetyError, audit, transform_kinds
+    from ..augment.audit import LabelSafetyError, audit, transform_kinds
 
     if not isinstance(tasks, dict) or set(tasks) != {"left", "right", "mask"}:
         raise ExerciseError("pass the course's three tasks: mtl.multidigits_tasks()")
@@ -425,8 +425,8 @@ def check_safe_pipeline(pipeline: object, tasks: object) -> None:
         bad = "; ".join(f"{r.transform} x {r.task}: {r.reason}" for r in result.problems())
         raise ExerciseError(f"the audit refuses your pipeline: {bad}")
     try:
-        from .augment import SampleTransform
-        from .data import MultiDigits
+        from ..augment.sample import SampleTransform
+        from ..data.multidigits import MultiDigits
 
         SampleTransform(pipeline, tasks)(MultiDigits("test", size=1)[0])
     except (LabelSafetyError, TypeError, ValueError, KeyError) as err:
@@ -557,8 +557,9 @@ def check_alternating_step(alternating_step: Callable) -> None:
     update after each call: a step that forgets ``zero_grad``, backpropagates twice, skips the
     step, uses the other task's labels or runs the other head is caught and named.
     """
-    from .models import make_model
-    from .tasks import multidigits_tasks, select_tasks
+    from ..core.models import make_model
+    from ..core.tasks import select_tasks
+    from ..data.multidigits import multidigits_tasks
 
     tasks = select_tasks(multidigits_tasks(), ["left", "right"])
     g = torch.Generator().manual_seed(0)

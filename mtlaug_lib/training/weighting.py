@@ -57,9 +57,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.losses import MultiTaskLoss, check_weights
+from ..core.models import MultiTaskModel
 from .gradients import cagrad, check_gradients, imtl_g, mgda, pcgrad
-from .losses import MultiTaskLoss, check_weights
-from .models import MultiTaskModel
 from .strategies import Batch, OptimizerArg, StepStats, Strategy, check_finite
 
 SOURCES = ("representation", "parameters")

@@ -10,8 +10,8 @@ unless a label map repairs it (a flip that only swaps a task's classes).
 This module holds the audit: ``LabelSafetyError``, ``TransformInfo``, ``declare_kind``,
 ``transform_kinds``, ``AuditRow``, ``Audit``, ``audit``, ``check_pipeline``, the kinds of
 torchvision's transforms and the checks of label maps. The transforms it audits live in
-``mtlaug_lib.augment`` (samples: ``SampleTransform``, ``RandomFlip``),
-``mtlaug_lib.batch_augment`` (batches: ``BatchAugment``) and ``mtlaug_lib.mixing`` (``MixUp``,
+``mtlaug_lib.augment.sample`` (samples: ``SampleTransform``, ``RandomFlip``),
+``mtlaug_lib.augment.batch`` (batches: ``BatchAugment``) and ``mtlaug_lib.augment.mixing`` (``MixUp``,
 ``CutMix``); each of them runs ``check_pipeline`` when built.
 """
 
@@ -27,11 +27,18 @@ import torch
 import torchvision.transforms as v1
 from torchvision.transforms import v2
 
+from ..core.tasks import (
+    CLASSIFICATION,
+    FLIP_KINDS,
+    SEGMENTATION,
+    TRANSFORM_KINDS,
+    LabelEffect,
+    Task,
+)
 from .probe import DRAWS, Measurement, Probe, Region, make_probes, measure, torchvision_probe
-from .tasks import CLASSIFICATION, FLIP_KINDS, SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task
 
 # The audit looks inside the course's SampleTransform and repairs a torchvision flip with the
-# course's RandomFlip; both are transforms, so they live in mtlaug_lib.augment, which builds on
+# course's RandomFlip; both are transforms, so they live in mtlaug_lib.augment.sample, which builds on
 # this module (they call check_pipeline when built). So augment imports audit at load time and
 # audit imports those two classes inside the functions that use them (_children, _walk,
 # _repair), where both modules are loaded: no import cycle, and the audit stays free of the
@@ -69,7 +76,7 @@ class TransformInfo:
         label_maps: the label maps it applies when it fires, ``{task: {old: new}}``.
         v1: it comes from ``torchvision.transforms`` (v1).
         probe: for a geometric transform, how the audit runs it on probes to measure what it
-            does to the data (``mtlaug_lib.probe``); None if it cannot be run that way.
+            does to the data (``mtlaug_lib.augment.probe``); None if it cannot be run that way.
     """
 
     name: str
@@ -187,14 +194,14 @@ def _describe(transform: Any) -> TransformInfo:
     raise TypeError(
         f"unknown transform {name} ({type(transform).__module__}): the audit does not know what "
         "it does to labels and does not assume that it is safe. Declare its kind with "
-        f"mtlaug_lib.audit.declare_kind(transform, kind), kind one of {TRANSFORM_KINDS}"
+        f"mtlaug_lib.augment.audit.declare_kind(transform, kind), kind one of {TRANSFORM_KINDS}"
     )
 
 
 def _children(transform: Any) -> Sequence[Any] | None:
     """The transforms inside a container (v2/v1 Compose, RandomApply, RandomChoice,
     RandomOrder, a list or tuple, a ``SampleTransform``), else None."""
-    from .augment import SampleTransform  # lazily: augment imports this module
+    from .sample import SampleTransform  # lazily: augment imports this module
 
     if isinstance(transform, (list, tuple)):
         return transform
@@ -207,7 +214,7 @@ def _children(transform: Any) -> Sequence[Any] | None:
 
 def _walk(transform: Any, path: str = "") -> Iterator[tuple[str, TransformInfo]]:
     """Every leaf of a pipeline in order: ``(name with its place, info)``."""
-    from .augment import SampleTransform  # lazily: augment imports this module
+    from .sample import SampleTransform  # lazily: augment imports this module
 
     children = _children(transform)
     if children is not None:
@@ -425,7 +432,7 @@ def course_data() -> dict[str, torch.Tensor]:
     """The audit's default sample of the data: the first 128 MultiDigits training samples
     (``{"image": float 128 x 3 x 28 x 28, "left", "right": int64 128, "mask": int64 128 x 28 x
     28}``), built once per process."""
-    from .data import MultiDigits  # lazily: the audit of other data needs none of it
+    from ..data.multidigits import MultiDigits  # lazily: the audit of other data needs none of it
 
     data = MultiDigits("train", size=DRAWS)
     return data.batch(torch.arange(len(data)))
@@ -639,7 +646,7 @@ def _judge(
         return AuditRow(**row, allowed=False, reason=(
             f"the labels must be mixed like the images, but {info.name} does not record the "
             "mixing for every task's loss (torchvision's MixUp/CutMix mix one label tensor "
-            "only); use mtlaug_lib.mixing.MixUp or CutMix"))
+            "only); use mtlaug_lib.augment.mixing.MixUp or CutMix"))
     given = maps.get(task.name) if info.kind in FLIP_KINDS else None
     mapping = own if own is not None else given
     if effect is LabelEffect.BREAKS:
@@ -716,7 +723,7 @@ def audit(
     A cell is allowed when the effect is ``keeps``; ``moves`` and the transform moves masks
     (a segmentation task); ``mixes`` and the transform records the mixing for the loss;
     ``permutes`` and a label map that undoes the flip. A geometric transform is measured on
-    the data (``mtlaug_lib.probe``): it is refused for a task when more than 1% of its random
+    the data (``mtlaug_lib.augment.probe``): it is refused for a task when more than 1% of its random
     draws leave less than ``min_visible`` of the task's object in view, when it rotates past
     ``max_rotation``, or when the pipeline's output is not ``input_size``; the reason gives the
     measured figures. An unknown transform is an error.
@@ -785,7 +792,7 @@ def _maps_for(kind: str, tasks: Mapping[str, Task], maps: Mapping[str, dict[int,
 
 def _repair(transform: Any, tasks: Mapping[str, Task], maps: Mapping[str, dict[int, int]]):
     """``transform`` with every flip that breaks a task in ``maps`` applying that map."""
-    from .augment import RandomFlip, SampleTransform  # lazily: augment imports this module
+    from .sample import RandomFlip, SampleTransform  # lazily: augment imports this module
 
     children = _children(transform)
     if children is not None:

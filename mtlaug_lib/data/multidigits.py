@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from ..core.checks import check_positive_int, check_seed
+from ..core.tasks import CLASSIFICATION, SEGMENTATION, LabelEffect, Task
+from .loaders import TensorLoader
 
 SPLITS = ("train", "test")
 TASK_KEYS = ("left", "right", "mask")
@@ -59,14 +63,6 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"argument 'split' is {split!r}, expected one of {SPLITS}")
     return split
-
-
-def _check_positive_int(name: str, value: object, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"argument {name!r} is {value!r}, expected a positive integer")
-    if upper is not None and value > upper:
-        raise ValueError(f"argument {name!r} is {value}, expected at most {upper}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,12 +314,12 @@ class MultiDigits(ComposedDigits):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         self.split = _check_split(split)
-        size = DEFAULT_SIZES[split] if size is None else _check_positive_int("size", size)
-        self.seed = _check_seed(seed)
+        size = DEFAULT_SIZES[split] if size is None else check_positive_int("size", size)
+        self.seed = check_seed(seed)
         digits, labels = self.source_digits()
         ids = source_split(labels)[split]
         if n_sources is not None:
-            ids = ids[: _check_positive_int("n_sources", n_sources, upper=len(ids))]
+            ids = ids[: check_positive_int("n_sources", n_sources, upper=len(ids))]
         self.source_ids = ids
         self.transform = transform
         g = torch.Generator().manual_seed(_stream(seed, split))
@@ -367,10 +363,10 @@ class MultiMNIST(ComposedDigits):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         self.split = _check_split(split)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.transform = transform
         digits, labels = load_mnist(root, split, download=download)
-        size = len(digits) if size is None else _check_positive_int("size", size)
+        size = len(digits) if size is None else check_positive_int("size", size)
         g = torch.Generator().manual_seed(_stream(seed, split))
         self.source_ids = torch.arange(len(digits))
         self._store(compose_pairs(digits, labels, size, g, tint=tint))
@@ -418,88 +414,9 @@ def load_mnist(
     return images, labels.long()
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"argument 'seed' is {seed!r}, expected a non-negative integer")
-    return int(seed)
-
-
 def _stream(seed: int, split: str) -> int:
     """A generator seed per (seed, split): train and test never share random draws."""
     return seed * len(SPLITS) + SPLITS.index(split)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading batches
-
-
-class TensorLoader:
-    """Batches of an in-memory data set, sliced straight from its tensors.
-
-    A drop-in for ``DataLoader(dataset, batch_size, shuffle=...)`` that skips the per-sample
-    Python calls and the collate step, which matter on a 2-core CPU. Each batch is a dict like a
-    sample with a leading batch dimension, moved to ``device``. A data set with a per-sample
-    ``transform`` needs torch's ``DataLoader`` instead (so the transform is not skipped).
-
-    Args:
-        dataset: a ``ComposedDigits`` (``MultiDigits`` or ``MultiMNIST``).
-        batch_size: samples per batch; the last batch may be smaller unless ``drop_last``.
-        shuffle: draw a new order each epoch, from ``(seed, epoch)`` on the CPU.
-        seed: decides the shuffled orders.
-        device: where batches go.
-    """
-
-    def __init__(
-        self,
-        dataset: ComposedDigits,
-        batch_size: int = 128,
-        shuffle: bool = False,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        drop_last: bool = False,
-    ) -> None:
-        if not isinstance(dataset, ComposedDigits):
-            raise TypeError(
-                f"argument 'dataset' is a {type(dataset).__name__}, expected a MultiDigits or "
-                "MultiMNIST (use torch.utils.data.DataLoader for other data sets)"
-            )
-        if dataset.transform is not None:
-            raise ValueError(
-                "argument 'dataset' has a per-sample transform, which TensorLoader would skip; "
-                "use torch.utils.data.DataLoader for it, or augment whole batches instead"
-            )
-        self.dataset = dataset
-        self.batch_size = _check_positive_int("batch_size", batch_size)
-        self.shuffle = shuffle
-        self.device = torch.device(device)
-        self.drop_last = drop_last
-        self.seed = _check_seed(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Fix the next pass's order to epoch ``epoch``'s (as ``DistributedSampler.set_epoch``).
-
-        Each epoch's order depends only on ``(seed, epoch)``, so a run resumed from a checkpoint
-        sees the same batches as an uninterrupted one.
-        """
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[Sample]:
-        n = len(self.dataset)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
-        self.epoch += 1  # the next pass, unless set_epoch says otherwise
-        for b in range(len(self)):
-            index = order[b * self.batch_size:(b + 1) * self.batch_size]
-            batch = self.dataset.batch(index)
-            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
 
 def load_multidigits(
@@ -521,31 +438,38 @@ def load_multidigits(
     )
 
 
-class MappedLoader:
-    """Wrap a loader so that each batch passes through ``fn`` (for example, to add a target
-    computed from others: ``map_batches(loader, lambda b: {**b, "sum": b["left"] + b["right"]})``).
+# --------------------------------------------------------------------------------------------
+# The tasks
 
-    Keeps ``len`` and ``set_epoch`` of the wrapped loader, so ``train`` treats it the same.
+
+DIGIT_MAX_ROTATION = 30.0
+"""The rotation, either way, under which the course takes a handwritten digit to keep its class.
+A choice, not a measurement: the article rotates by up to 30 degrees, and at 180 degrees a 6
+reads as a 9."""
+
+
+def multidigits_tasks() -> dict[str, Task]:
+    """The course's three tasks on MultiDigits: ``left``, ``right`` and ``mask``.
+
+    A horizontal flip mirrors the digits and swaps the sides, so it breaks ``left`` and
+    ``right`` (no map of digit classes repairs a mirrored digit); for the mask it moves the
+    left digit's pixels to the right: it permutes the mask's classes 1 and 2, which a label map
+    that swaps them back repairs. A vertical flip turns the digits upside down (it breaks
+    ``left`` and ``right``), but each digit stays on its side, so the mask's labels move with
+    the image. Each digit task names its digit's pixels in the mask (``region``), so the audit
+    can measure how much of the digit a crop or shift leaves in view; all three take 28 x 28
+    images (the article's head flattens 64 x 7 x 7 features; the dense head outputs 28 x 28).
     """
-
-    def __init__(self, loader: TensorLoader, fn: Callable[[Sample], Sample]) -> None:
-        if not callable(fn):
-            raise TypeError(f"argument 'fn' is a {type(fn).__name__}, expected a callable")
-        self.loader = loader
-        self.fn = fn
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.loader, "set_epoch"):
-            self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Sample]:
-        for batch in self.loader:
-            yield self.fn(batch)
-
-
-def map_batches(loader: TensorLoader, fn: Callable[[Sample], Sample]) -> MappedLoader:
-    """``loader`` with ``fn`` applied to every batch (see ``MappedLoader``)."""
-    return MappedLoader(loader, fn)
+    digits = tuple(str(d) for d in range(10))
+    flips_break = {"horizontal_flip": LabelEffect.BREAKS, "vertical_flip": LabelEffect.BREAKS}
+    size = (28, 28)
+    return {
+        "left": Task("left", CLASSIFICATION, 10, digits, flips_break, region=("mask", 1),
+                     max_rotation=DIGIT_MAX_ROTATION, input_size=size),
+        "right": Task("right", CLASSIFICATION, 10, digits, flips_break, region=("mask", 2),
+                      max_rotation=DIGIT_MAX_ROTATION, input_size=size),
+        "mask": Task(
+            "mask", SEGMENTATION, 3, MASK_CLASSES,
+            {"horizontal_flip": LabelEffect.PERMUTES}, input_size=size,
+        ),
+    }

@@ -9,9 +9,9 @@ applies label maps when it fires, which makes a flip that only swaps a task's cl
 This module holds the sample-level augmentation (``SampleTransform``, ``RandomFlip`` and the
 helpers they share with the batch augmenter and the mixers). Every pipeline is audited when
 built: the label-safety audit (``audit``, ``check_pipeline``, ``declare_kind``) lives in
-``mtlaug_lib.audit``; whole batches on their device (``BatchAugment``, per-sample random
-parameters) in ``mtlaug_lib.batch_augment``; MixUp and CutMix, which need the loss to take
-part, in ``mtlaug_lib.mixing``.
+``mtlaug_lib.augment.audit``; whole batches on their device (``BatchAugment``, per-sample random
+parameters) in ``mtlaug_lib.augment.batch``; MixUp and CutMix, which need the loss to take
+part, in ``mtlaug_lib.augment.mixing``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..core.batch_format import IMAGE
+from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.tasks import SEGMENTATION, Task
+from ..data.multidigits import multidigits_tasks
 from .audit import (
     LabelMaps,
     TransformInfo,
@@ -32,9 +36,6 @@ from .audit import (
     _walk,
     check_pipeline,
 )
-from .tasks import SEGMENTATION, Task, multidigits_tasks
-
-IMAGE = "image"  # the batch and sample key of the image
 
 
 def _remap(labels: Any, mapping: Mapping[int, int]) -> Any:
@@ -71,7 +72,7 @@ class RandomFlip(v2.Transform):
                 f"argument 'direction' is {direction!r}, expected 'horizontal' or 'vertical'"
             )
         self.direction = direction
-        self.p = _check_probability("p", p)
+        self.p = check_probability("p", p)
         self.label_maps = _plain_maps(label_maps)
         flip = v2.RandomHorizontalFlip if direction == "horizontal" else v2.RandomVerticalFlip
         self._flip = flip(p=1.0)
@@ -111,14 +112,6 @@ class RandomFlip(v2.Transform):
         return f"RandomFlip({self.extra_repr()})"
 
 
-def _check_probability(name: str, p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise ValueError(f"argument {name!r} is {p!r}, expected a probability in [0, 1]")
-    return float(p)
-
-
-def _is_int_tensor(x: torch.Tensor) -> bool:
-    return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
 class SampleTransform:
@@ -210,12 +203,12 @@ class SampleTransform:
                     "(and passes nothing through untransformed)"
                 )
             if task.kind == SEGMENTATION:
-                ok = (isinstance(value, torch.Tensor) and _is_int_tensor(value)
+                ok = (isinstance(value, torch.Tensor) and is_int_tensor(value)
                       and type(value) in (torch.Tensor, tv_tensors.Mask))
                 if not ok:
                     raise TypeError(
                         f"SampleTransform: sample[{key!r}] (a segmentation task) is a "
-                        f"{_describe_value(value)}, expected an integer tensor H x W (a mask)"
+                        f"{describe_value(value)}, expected an integer tensor H x W (a mask)"
                     )
                 if tuple(value.shape) != size:
                     raise ValueError(
@@ -226,11 +219,11 @@ class SampleTransform:
             else:
                 ok_int = isinstance(value, int) and not isinstance(value, bool)
                 ok_tensor = (type(value) is torch.Tensor and value.ndim == 0
-                             and _is_int_tensor(value))
+                             and is_int_tensor(value))
                 if not (ok_int or ok_tensor):
                     raise TypeError(
                         f"SampleTransform: sample[{key!r}] (a classification task) is a "
-                        f"{_describe_value(value)}, expected a class index (an int or a 0-dim "
+                        f"{describe_value(value)}, expected a class index (an int or a 0-dim "
                         "integer tensor)"
                     )
                 wrapped[key] = value  # a plain tensor: v2 passes it through untouched
@@ -259,7 +252,7 @@ class SampleTransform:
                 if not isinstance(value, tv_tensors.Mask) or tuple(value.shape) != size:
                     raise ValueError(
                         f"SampleTransform: after the transform, sample[{key!r}] is a "
-                        f"{_describe_value(value)}, expected a Mask of the image's size {size}; "
+                        f"{describe_value(value)}, expected a Mask of the image's size {size}; "
                         "a transform changed the image without the mask"
                     )
                 result[key] = value.as_subclass(torch.Tensor)
@@ -267,8 +260,3 @@ class SampleTransform:
                 result[key] = value
         return result
 
-
-def _describe_value(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .losses import MultiTaskLoss
-from .models import MultiTaskModel
-from .tasks import Task
+from ..core.losses import MultiTaskLoss
+from ..core.models import MultiTaskModel
+from ..core.tasks import Task
 
 Batch = Mapping[str, torch.Tensor]
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]

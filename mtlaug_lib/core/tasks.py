@@ -32,7 +32,7 @@ class LabelEffect(str, Enum):
     MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
 
 
-# Kinds of transform that the augmentation audit knows (``mtlaug_lib.audit`` maps each
+# Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment.audit`` maps each
 # transform to one). Flips get their own kinds because a task often has a symmetry on one axis
 # only; ``occlusion`` (random erasing) hides pixels that a mask still labels; ``mixing`` blends
 # whole images (MixUp) while ``region_mixing`` pastes a region (CutMix), which moves a mask
@@ -79,7 +79,7 @@ class Task:
         region: for a classification task whose label describes one object of the image,
             where that object lies: ``(mask key, class)``, such as ``("mask", 1)`` for
             MultiDigits' left digit. The audit measures how much of it a geometric transform
-            keeps in view (``mtlaug_lib.probe``).
+            keeps in view (``mtlaug_lib.augment.probe``).
         min_visible: the fraction of the ``region`` that must stay in view for the label to
             stay right (the audit allows at most 1% of random draws below it).
         max_rotation: the largest rotation, in degrees either way, under which the labels stay
@@ -215,7 +215,7 @@ class Task:
         """Mean cross-entropy (over samples, and pixels for segmentation); a scalar tensor.
 
         With ``mix = (lam, perm)`` (float B, int64 B; from MixUp or CutMix, see
-        ``mtlaug_lib.mixing``) each sample's loss is ``lam * CE(labels) + (1 - lam) *
+        ``mtlaug_lib.augment.mixing``) each sample's loss is ``lam * CE(labels) + (1 - lam) *
         CE(labels[perm])``, per pixel for segmentation with the sample's ``lam``; then the mean.
         """
         if mix is None:
@@ -280,39 +280,6 @@ class TaskMeter:
             result["miou"] = float(iou.mean()) if present.any() else math.nan
             result["pixel_accuracy"] = correct / total if total else math.nan
         return result
-
-
-DIGIT_MAX_ROTATION = 30.0
-"""The rotation, either way, under which the course takes a handwritten digit to keep its class.
-A choice, not a measurement: the article rotates by up to 30 degrees, and at 180 degrees a 6
-reads as a 9."""
-
-
-def multidigits_tasks() -> dict[str, Task]:
-    """The course's three tasks on MultiDigits: ``left``, ``right`` and ``mask``.
-
-    A horizontal flip mirrors the digits and swaps the sides, so it breaks ``left`` and
-    ``right`` (no map of digit classes repairs a mirrored digit); for the mask it moves the
-    left digit's pixels to the right: it permutes the mask's classes 1 and 2, which a label map
-    that swaps them back repairs. A vertical flip turns the digits upside down (it breaks
-    ``left`` and ``right``), but each digit stays on its side, so the mask's labels move with
-    the image. Each digit task names its digit's pixels in the mask (``region``), so the audit
-    can measure how much of the digit a crop or shift leaves in view; all three take 28 x 28
-    images (the article's head flattens 64 x 7 x 7 features; the dense head outputs 28 x 28).
-    """
-    digits = tuple(str(d) for d in range(10))
-    flips_break = {"horizontal_flip": LabelEffect.BREAKS, "vertical_flip": LabelEffect.BREAKS}
-    size = (28, 28)
-    return {
-        "left": Task("left", CLASSIFICATION, 10, digits, flips_break, region=("mask", 1),
-                     max_rotation=DIGIT_MAX_ROTATION, input_size=size),
-        "right": Task("right", CLASSIFICATION, 10, digits, flips_break, region=("mask", 2),
-                      max_rotation=DIGIT_MAX_ROTATION, input_size=size),
-        "mask": Task(
-            "mask", SEGMENTATION, 3, ("background", "left", "right"),
-            {"horizontal_flip": LabelEffect.PERMUTES}, input_size=size,
-        ),
-    }
 
 
 def select_tasks(tasks: Mapping[str, Task], names: Sequence[str]) -> dict[str, Task]:

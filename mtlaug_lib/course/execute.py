@@ -6,7 +6,7 @@ state. This module is that run, as one command::
 
     mtlaug-execute                      # every notebooks/*.ipynb, sorted
     mtlaug-execute notebooks/01_backbone.ipynb --timeout 300
-    python -m mtlaug_lib.execute some/folder
+    python -m mtlaug_lib.course.execute some/folder
 
 Each notebook runs with nbclient in a fresh ``python3`` kernel of the *current* Python
 environment (the interpreter running this command), with the notebook's folder as working

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .mixing import batch_mix
+from .batch_format import batch_mix
 from .tasks import Task
 
 

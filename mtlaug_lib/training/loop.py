@@ -3,7 +3,7 @@
 ``train`` owns what every run needs: moving batches to the device, the learning-rate schedule,
 counting work (images, forward and backward passes through the shared backbone), per-step
 losses, periodic evaluation, a progress bar, checkpoints and resuming. *How* a batch updates
-the model is a ``Strategy`` (``mtlaug_lib.strategies``: joint, alternating, sequential, and
+the model is a ``Strategy`` (``mtlaug_lib.training.strategies``: joint, alternating, sequential, and
 later gradient-combination methods), so strategies plug in without touching the loop. The loop
 also builds the optimizers a strategy asks for (one shared, or one per task) and can record the
 gradient conflict between tasks every few steps.
@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import MultiTaskLoss
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.losses import MultiTaskLoss
+from ..core.tasks import Task
 from .strategies import (
     STRATEGIES,
     Alternating,
@@ -41,7 +42,6 @@ from .strategies import (
     make_strategy,
     pair_name,
 )
-from .tasks import Task
 
 # Re-exported: these lived here before strategies.py, and callers import them from here.
 __all__ = [

@@ -21,7 +21,7 @@ Command line::
 
     mtlaug-student                          # notebooks/*.ipynb -> student/
     mtlaug-student --out handout notebooks/01_backbone.ipynb
-    python -m mtlaug_lib.student
+    python -m mtlaug_lib.course.student
 
 This is what nbgrader's ClearSolutions does, without nbgrader's database and course layout;
 teachers who use nbgrader can take the teacher notebooks as they are.

@@ -35,16 +35,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from ..core.batch_format import IMAGE, MIX_KEYS, MIX_KIND, MIX_LAM, MIX_PERM
+from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.tasks import SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task
+from ..data.multidigits import multidigits_tasks
 from .audit import TransformInfo, _check_tasks, check_pipeline
-from .augment import IMAGE, _check_probability, _describe_value, _is_int_tensor
-from .batch_augment import make_generator
-from .tasks import SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task, multidigits_tasks
-
-MIX_LAM = "mix.lam"
-MIX_PERM = "mix.perm"
-MIX_KIND = "mix.kind"
-MIX_KEYS = (MIX_LAM, MIX_PERM, MIX_KIND)
-MIX_KINDS = ("mixing", "region_mixing")
+from .batch import make_generator
 
 
 @dataclass(frozen=True)
@@ -68,63 +64,6 @@ class MixParams:
         return MixParams(**{f.name: None if getattr(self, f.name) is None
                             else getattr(self, f.name).to(device, non_blocking=True)
                             for f in fields(self)})
-
-
-@dataclass(frozen=True)
-class MixInfo:
-    """The mixing that a batch carries: ``lam`` (float B), ``perm`` (int64 B), ``kind``."""
-
-    lam: torch.Tensor
-    perm: torch.Tensor
-    kind: str
-
-    def for_task(self, task: Task) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(lam, perm)`` if ``task``'s loss must be mixed, else None (its labels are right
-        as they are: kept, or pasted with the image). A task that declares that this kind of
-        mixing breaks its labels is an error."""
-        effect = task.augmentation[self.kind]
-        if effect is LabelEffect.MIXES:
-            return self.lam, self.perm
-        if effect is LabelEffect.BREAKS:
-            mixer = "CutMix" if self.kind == "region_mixing" else "MixUp"
-            raise ValueError(
-                f"the batch was mixed ({mixer}, kind {self.kind!r}), but task {task.name!r} "
-                f"declares that {self.kind} breaks its labels; leave the mixer out, or declare "
-                "how the task's labels mix"
-            )
-        return None
-
-
-def batch_mix(batch: Mapping[str, torch.Tensor]) -> MixInfo | None:
-    """The mixing a batch carries (from ``MixUp``/``CutMix``), or None for a plain batch.
-
-    Checks that the reserved keys come together and fit the batch (one entry per image).
-    """
-    present = [k for k in MIX_KEYS if k in batch]
-    if not present:
-        return None
-    if len(present) != len(MIX_KEYS):
-        raise KeyError(
-            f"the batch holds {present} but not {[k for k in MIX_KEYS if k not in batch]}; "
-            "the mixing keys come together (from mtlaug_lib.mixing.MixUp or CutMix)"
-        )
-    lam, perm, kind = batch[MIX_LAM], batch[MIX_PERM], batch[MIX_KIND]
-    n = len(batch[IMAGE]) if IMAGE in batch else len(lam)
-    if lam.shape != (n,) or not lam.is_floating_point():
-        raise ValueError(f"batch[{MIX_LAM!r}] is a {_describe_value(lam)}, expected float ({n},)")
-    if perm.shape != (n,) or perm.dtype != torch.int64:
-        raise ValueError(
-            f"batch[{MIX_PERM!r}] is a {_describe_value(perm)}, expected int64 ({n},)"
-        )
-    index = int(kind)  # on the CPU, so no device sync
-    if kind.ndim != 0 or not 0 <= index < len(TRANSFORM_KINDS) or (
-        TRANSFORM_KINDS[index] not in MIX_KINDS
-    ):
-        raise ValueError(
-            f"batch[{MIX_KIND!r}] is {kind!r}, expected the index in TRANSFORM_KINDS of one of "
-            f"{MIX_KINDS}"
-        )
-    return MixInfo(lam, perm, TRANSFORM_KINDS[index])
 
 
 def _beta(alpha: float, size: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -156,7 +95,7 @@ class _Mixer:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"argument 'alpha' is {alpha!r}, expected a number > 0")
         self.alpha = float(alpha)
-        self.p = _check_probability("p", p)
+        self.p = check_probability("p", p)
         self.generator = make_generator(generator)
         self.last_params: MixParams | None = None
         if check:  # refuse, now, a mixer that would corrupt a task's labels
@@ -184,7 +123,7 @@ class _Mixer:
         image = batch[IMAGE]
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
             raise ValueError(f"{type(self).__name__}: batch['image'] is a "
-                             f"{_describe_value(image)}, expected float B x C x H x W")
+                             f"{describe_value(image)}, expected float B x C x H x W")
         b, _, h, w = image.shape
         for key, value in batch.items():
             if key == IMAGE:
@@ -197,10 +136,10 @@ class _Mixer:
                 )
             want = (b, h, w) if task.kind == SEGMENTATION else (b,)
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != want or not (
-                _is_int_tensor(value)
+                is_int_tensor(value)
             ):
                 raise ValueError(
-                    f"{type(self).__name__}: batch[{key!r}] is a {_describe_value(value)}, "
+                    f"{type(self).__name__}: batch[{key!r}] is a {describe_value(value)}, "
                     f"expected integer labels of shape {want}"
                 )
         return image

@@ -1,0 +1,49 @@
+"""Argument checks shared by the whole library.
+
+Every public function checks its arguments before it changes anything and raises an error of
+one form: "argument 'x' is <what it got>, expected <what it takes>". These helpers spell that
+form once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def describe_value(value: Any) -> str:
+    """A short description of ``value`` for an error message: a tensor's type, shape and dtype,
+    else the type's name."""
+    if isinstance(value, torch.Tensor):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def is_int_tensor(x: torch.Tensor) -> bool:
+    """True for an integer tensor (class indices, masks): not float, complex or bool."""
+    return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+
+
+def check_probability(name: str, p: object) -> float:
+    """``p`` as a float in [0, 1], or a ``ValueError`` naming argument ``name``."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"argument {name!r} is {p!r}, expected a probability in [0, 1]")
+    return float(p)
+
+
+def check_positive_int(name: str, value: object, upper: int | None = None) -> int:
+    """``value`` as an int >= 1 (and <= ``upper``), or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"argument {name!r} is {value!r}, expected a positive integer")
+    if upper is not None and value > upper:
+        raise ValueError(f"argument {name!r} is {value}, expected at most {upper}")
+    return int(value)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """A random seed: an int >= 0, or a ``ValueError`` naming argument ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"argument {name!r} is {seed!r}, expected a non-negative integer")
+    return int(seed)
