@@ -7,6 +7,8 @@ form once.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -47,3 +49,21 @@ def check_seed(seed: object, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"argument {name!r} is {seed!r}, expected a non-negative integer")
     return int(seed)
+
+
+def check_number(name: str, value: object, *, minimum: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a finite float ``>= minimum`` (``> minimum`` if ``strict``), or a
+    ``ValueError`` naming argument ``name``: "expected a finite number > 0"."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+          and math.isfinite(value) and (value > minimum if strict else value >= minimum))
+    if not ok:
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"argument {name!r} is {value!r}, expected a finite number {bound}")
+    return float(value)
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> Any:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming argument ``name``."""
+    if value not in choices:
+        raise ValueError(f"argument {name!r} is {value!r}, expected one of {tuple(choices)}")
+    return value
