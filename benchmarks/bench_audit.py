@@ -24,8 +24,9 @@ import torch
 import torchvision
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment.audit import audit, course_data, transform_kinds
+from mtlaug_lib.augment.audit import audit, transform_kinds
 from mtlaug_lib.augment.batch import BatchAugment
+from mtlaug_lib.augment.measured import course_data
 from mtlaug_lib.data.multidigits import multidigits_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file

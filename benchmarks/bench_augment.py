@@ -1,7 +1,7 @@
 """Benchmark: augmentation throughput (images/s, image and mask together), side by side.
 
 All contenders augment MultiDigits training samples with the same recipe, in the spirit of the
-seed article's pipeline: a random rotation (+-30 degrees), a random zoom and shift
+article's pipeline: a random rotation (+-30 degrees), a random zoom and shift
 (``RandomResizedCrop(28, scale=(0.8, 1))`` for torchvision; an affine zoom in [1, 1.1] with
 shifts up to 6% for the batched contenders: sizes that the label-safety audit allows for the
 digit tasks; wider ones crop digits away), a colour jitter (brightness, contrast and
@@ -10,7 +10,7 @@ in batches of ``--batch-size`` and counts images per second.
 
 Contenders:
     a_pil_dataloader: torchvision v2 on PIL images (the mask as ``tv_tensors.Mask``), one
-        sample at a time, in a ``DataLoader`` with ``--workers`` worker processes (the seed's
+        sample at a time, in a ``DataLoader`` with ``--workers`` worker processes (the article's
         way: a PIL data set such as torchvision's MNIST, a transform per sample);
     b_tensor_per_sample: torchvision v2 on uint8 ``tv_tensors`` per sample through
         ``SampleTransform``, in the main process (``DataLoader`` with no workers);
@@ -63,10 +63,8 @@ HERE = Path(__file__).resolve().parent
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-
-
 def v2_recipe(on_pil: bool) -> v2.Compose:
-    """The seed-style v2 pipeline; ``on_pil``: the image arrives as a PIL image."""
+    """The article-style v2 pipeline; ``on_pil``: the image arrives as a PIL image."""
     steps: list[Callable] = [
         v2.RandomRotation(30, interpolation=v2.InterpolationMode.BILINEAR),
         v2.RandomResizedCrop(28, scale=(0.8, 1.0), antialias=True),

@@ -30,8 +30,9 @@ import torch
 from mtlaug_lib.core.models import make_model
 from mtlaug_lib.data.loaders import TensorLoader
 from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.gradient_source import GRADIENT_SOURCES
 from mtlaug_lib.training.loop import History, train
-from mtlaug_lib.training.weighting import SOURCES, WEIGHTINGS, Weighted
+from mtlaug_lib.training.weighting import WEIGHTING_METHODS, Weighted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
 from common import FirstBatches, machine, record  # noqa: E402
@@ -50,8 +51,8 @@ def contenders(methods: list[str]) -> dict[str, object]:
     out: dict[str, object] = {"joint": lambda: "joint"}
     for name in methods:
         options = {"weights": {t: 1.0 for t in multidigits_tasks()}} if name == "fixed" else {}
-        if getattr(WEIGHTINGS[name], "uses_gradients", False):
-            for source in SOURCES:
+        if getattr(WEIGHTING_METHODS[name], "uses_gradients", False):
+            for source in GRADIENT_SOURCES:
                 out[f"{name}@{source}"] = (
                     lambda n=name, s=source, o=options: Weighted(n, source=s, **o))
         else:
@@ -77,16 +78,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--steps-per-round", type=int, default=4,
                         help="batches per contender and round")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--methods", default=",".join(WEIGHTINGS),
-                        help=f"comma-separated methods from {tuple(WEIGHTINGS)}")
+    parser.add_argument("--methods", default=",".join(WEIGHTING_METHODS),
+                        help=f"comma-separated methods from {tuple(WEIGHTING_METHODS)}")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "weighting.json")
     args = parser.parse_args(argv)
     if min(args.rounds, args.size, args.batch_size, args.steps_per_round) < 1:
         parser.error("--size, --batch-size, --rounds and --steps-per-round must be positive")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in WEIGHTINGS]
+    unknown = [m for m in methods if m not in WEIGHTING_METHODS]
     if unknown:
-        parser.error(f"--methods: unknown {unknown}, expected names from {tuple(WEIGHTINGS)}")
+        parser.error(
+            f"--methods: unknown {unknown}, expected names from {tuple(WEIGHTING_METHODS)}")
     if BASELINE not in methods:
         methods.insert(0, BASELINE)
 

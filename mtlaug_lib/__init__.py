@@ -18,10 +18,15 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .augment.audit import LabelSafetyError, audit, check_pipeline, declare_kind, transform_kinds
-from .augment.batch import AugmentParams, BatchAugment, mask_alignment
+from .augment.alignment import mask_alignment
+from .augment.audit import LabelSafetyError, audit, declare_kind, transform_kinds
+from .augment.batch import BatchAugment
+from .augment.flip import RandomFlip
+from .augment.functional import AugmentParams
 from .augment.mixing import CutMix, MixUp
-from .augment.sample import RandomFlip, SampleTransform
+from .augment.registry import AUGMENTERS
+from .augment.repair import check_pipeline
+from .augment.sample import SampleTransform
 from .core.checkpoint import load_checkpoint, save_checkpoint
 from .core.losses import MultiTaskLoss
 from .core.models import (
@@ -50,26 +55,17 @@ from .data import (
     source_split,
 )
 from .training import gradients
+from .training.conflict import cosine_matrix, gradient_conflict, pairwise_cosines, task_gradients
 from .training.loop import History, evaluate, train
-from .training.strategies import (
-    STRATEGIES,
-    Alternating,
-    Joint,
-    NonFiniteLossError,
-    Sequential,
-    Strategy,
-    cosine_matrix,
-    gradient_conflict,
-    make_strategy,
-    pairwise_cosines,
-    task_gradients,
-)
+from .training.registry import make_strategy
+from .training.strategies import STRATEGIES, Alternating, Joint, Sequential
+from .training.strategy import NonFiniteLossError, Strategy
 from .training.weighting import (
-    WEIGHTINGS,
+    WEIGHTING_METHODS,
     NonFiniteWeightError,
     Weighted,
-    Weighting,
-    make_weighting,
+    WeightingMethod,
+    make_weighting_method,
 )
 
 # The course's modules, loaded on first use: the library itself never needs them.
@@ -93,14 +89,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Stopwatch",
     "synchronize",
-    "WEIGHTINGS",
+    "WEIGHTING_METHODS",
     "NonFiniteWeightError",
     "Weighted",
-    "Weighting",
+    "WeightingMethod",
     "gradients",
-    "make_weighting",
+    "make_weighting_method",
     "STRATEGIES",
     "Alternating",
+    "AUGMENTERS",
     "AugmentParams",
     "BatchAugment",
     "CutMix",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment.batch import mask_alignment
+from mtlaug_lib.augment.alignment import mask_alignment
 
 BILINEAR = v2.InterpolationMode.BILINEAR
 SWAP = {1: 2, 2: 1}  # the mask's left and right digit classes

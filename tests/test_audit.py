@@ -13,18 +13,14 @@ from augment_checks import SWAP
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from mtlaug_lib.augment.audit import (
-    Audit,
-    LabelSafetyError,
-    audit,
-    check_pipeline,
-    course_data,
-    declare_kind,
-    transform_kinds,
-)
+from mtlaug_lib.augment.audit import Audit, LabelSafetyError, audit
 from mtlaug_lib.augment.batch import BatchAugment
+from mtlaug_lib.augment.flip import RandomFlip
+from mtlaug_lib.augment.kinds import declare_kind, transform_kinds
+from mtlaug_lib.augment.measured import course_data
 from mtlaug_lib.augment.mixing import CutMix, MixUp
-from mtlaug_lib.augment.sample import RandomFlip, SampleTransform
+from mtlaug_lib.augment.repair import check_pipeline
+from mtlaug_lib.augment.sample import SampleTransform
 from mtlaug_lib.core.tasks import LabelEffect
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,10 +98,10 @@ def test_an_unknown_transform_is_an_error_until_its_kind_is_declared(tasks) -> N
         declare_kind(Sharpen, "colour")
 
 
-def test_audit_of_the_seed_pipeline_names_what_breaks_and_why(tasks) -> None:
-    seed = v1.Compose([v1.RandomRotation(30), v1.RandomHorizontalFlip(), v1.ToTensor(),
-                       v1.Normalize([0.5] * 3, [0.2] * 3)])
-    report = audit(seed, tasks)
+def test_audit_of_the_article_v1_pipeline_names_what_breaks_and_why(tasks) -> None:
+    article = v1.Compose([v1.RandomRotation(30), v1.RandomHorizontalFlip(), v1.ToTensor(),
+                          v1.Normalize([0.5] * 3, [0.2] * 3)])
+    report = audit(article, tasks)
     assert isinstance(report, Audit) and len(report) == 4 * 3 and not report.ok
     grid = report.grid()
     assert [c.effect for c in grid["[1] RandomHorizontalFlip"].values()] == [

@@ -27,10 +27,11 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from mtlaug_lib.augment.alignment import mask_alignment
 from mtlaug_lib.augment.audit import audit, declare_kind
-from mtlaug_lib.augment.batch import mask_alignment
+from mtlaug_lib.augment.flip import RandomFlip
 from mtlaug_lib.augment.mixing import CutMix
-from mtlaug_lib.augment.sample import RandomFlip, SampleTransform
+from mtlaug_lib.augment.sample import SampleTransform
 from mtlaug_lib.data.multidigits import MultiDigits
 
 pytestmark = pytest.mark.usefixtures("one_thread")

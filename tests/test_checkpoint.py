@@ -1,5 +1,7 @@
 """Checkpoints: round trip, atomic writes, ``weights_only`` loading, refusing another model, and
-resuming a run to exactly the weights of an uninterrupted one."""
+resuming a run to exactly the weights of an uninterrupted one.
+
+``tasks`` is the fixture of ``conftest.py``: the three MultiDigits tasks."""
 
 from __future__ import annotations
 
@@ -14,14 +16,9 @@ from mtlaug_lib.core.losses import MultiTaskLoss
 from mtlaug_lib.core.models import make_model
 from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
 from mtlaug_lib.data.loaders import TensorLoader
-from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.data.multidigits import MultiDigits
 from mtlaug_lib.training.loop import History, evaluate, train
 from mtlaug_lib.training.strategies import Joint
-
-
-@pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
-    return multidigits_tasks()
 
 
 @pytest.fixture(scope="module")

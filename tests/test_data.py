@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from mtlaug_lib.data.loaders import TensorLoader
 from mtlaug_lib.data.multidigits import (
@@ -164,6 +165,36 @@ def test_tensor_loader_matches_dataloader_and_covers_each_sample_once() -> None:
     assert sorted(e1.tolist()) == sorted(ds.left.tolist())
     assert not torch.equal(e1, e2)  # a new order each epoch
     assert len(TensorLoader(ds, batch_size=128, drop_last=True)) == 2
+
+
+class Squares:
+    """The least a data set needs for ``TensorLoader``: a length and whole batches by index."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"x": index**2}
+
+
+def test_tensor_loader_takes_any_data_set_with_a_batch_method() -> None:
+    batches = list(TensorLoader(Squares(), batch_size=2))
+    assert [b["x"].tolist() for b in batches] == [[0, 1], [4, 9], [16]]
+
+
+@pytest.mark.parametrize("dataset", [TensorDataset(torch.zeros(4, 2)), [torch.zeros(2)] * 4])
+def test_tensor_loader_refuses_a_data_set_that_is_not_in_memory(dataset: object) -> None:
+    with pytest.raises(TypeError, match=r"argument 'dataset' is a \w+, expected an in-memory "
+                                        r"data set with a batch\(index\) method"):
+        TensorLoader(dataset)
+
+
+def test_class_counts_count_each_digit(train: MultiDigits) -> None:
+    for task in ("left", "right"):
+        counted = Counter(int(train[i][task]) for i in range(len(train)))
+        assert train.class_counts(task).tolist() == [counted[c] for c in range(10)]
+    with pytest.raises(ValueError, match=r"argument 'task' is 'mask', expected one of"):
+        train.class_counts("mask")
 
 
 def test_generation_is_vectorised_compose_equals_loop() -> None:

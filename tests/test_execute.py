@@ -148,9 +148,12 @@ def test_not_a_notebook_is_a_clear_error(tmp_path: Path) -> None:
     assert garbage.read_text() == "{ not json"
 
 
-def test_bad_timeout_is_a_clear_error(tiny: Path) -> None:
-    with pytest.raises(ValueError, match="timeout must be a positive integer"):
-        execute_notebook(tiny, timeout=0)
+@pytest.mark.parametrize("timeout", [0, -5, True, 2.5, "60"])
+def test_bad_timeout_is_a_clear_error(tiny: Path, timeout: object) -> None:
+    before = tiny.read_bytes()
+    with pytest.raises(ValueError, match=r"argument 'timeout' is .*, expected a positive integer"):
+        execute_notebook(tiny, timeout=timeout)
+    assert tiny.read_bytes() == before
 
 
 def test_folder_expands_to_sorted_notebooks(tmp_path: Path) -> None:

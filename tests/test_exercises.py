@@ -5,9 +5,39 @@ Notebook 01's checks, with their wrong answers, are tested in test_exercises_01.
 
 from __future__ import annotations
 
+import importlib
+import json
+import pkgutil
+import re
+from pathlib import Path
+
 import pytest
 
 from mtlaug_lib import exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_check_the_notebooks_call_is_exported() -> None:
+    used: set[str] = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            used |= set(re.findall(r"\bexercises\.(\w+)", source))
+    assert {"check_feature_size", "check_pcgrad_projection"} <= used  # notebooks 01 and 05
+    assert used <= set(exercises.__all__), used - set(exercises.__all__)
+
+
+def test_every_check_of_the_per_notebook_modules_is_exported() -> None:
+    """One module per notebook, each check re-exported by the package (``exercises.check_x``)."""
+    found = set()
+    for info in pkgutil.iter_modules(exercises.__path__):
+        module = importlib.import_module(f"{exercises.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if name.startswith("check_") and getattr(value, "__module__", "") == module.__name__:
+                assert getattr(exercises, name, None) is value, f"{module.__name__}.{name}"
+                found.add(name)
+    assert found == {n for n in exercises.__all__ if n.startswith("check_")}
 
 
 def test_not_implemented_passes_through() -> None:

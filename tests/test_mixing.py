@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from mtlaug_lib.augment.alignment import mask_alignment
 from mtlaug_lib.augment.audit import LabelSafetyError
-from mtlaug_lib.augment.batch import BatchAugment, mask_alignment
+from mtlaug_lib.augment.batch import BatchAugment
 from mtlaug_lib.augment.mixing import CutMix, MixParams, MixUp
 from mtlaug_lib.core.batch_format import MIX_KEYS, MIX_KIND, MIX_LAM, MIX_PERM, batch_mix
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -103,7 +104,7 @@ def test_mixer_errors(data, tasks) -> None:
     with pytest.raises(ValueError, match=r"batch\['mask'\] .* expected integer labels of shape "
                        r"\(4, 28, 28\)"):
         CutMix(tasks)({**batch, "mask": torch.zeros(4, 28, 28)})
-    with pytest.raises(ValueError, match="argument 'alpha' is 0, expected a number > 0"):
+    with pytest.raises(ValueError, match="argument 'alpha' is 0, expected a finite number > 0"):
         MixUp(tasks, alpha=0)
     with pytest.raises(ValueError, match="argument 'p' is 2"):
         CutMix(tasks, p=2)
@@ -112,7 +113,7 @@ def test_mixer_errors(data, tasks) -> None:
 
 
 def test_a_task_that_mixing_breaks_refuses_the_mixer(tasks) -> None:
-    count = Task("count", CLASSIFICATION, 3, augmentation={"mixing": "breaks"})
+    count = Task("count", CLASSIFICATION, 3, label_effects={"mixing": "breaks"})
     with pytest.raises(LabelSafetyError, match=r"MixUp \(mixing\) x task 'count'"):
         MixUp({**tasks, "count": count})
     # CutMix is another kind: the task did not declare that it breaks.
@@ -173,7 +174,7 @@ def test_multitask_loss_mixes_the_heads_that_declare_it(data, tasks) -> None:
 
 
 def test_the_loss_refuses_a_mix_that_breaks_a_task(data, tasks) -> None:
-    count = Task("count", CLASSIFICATION, 10, augmentation={"mixing": "breaks"})
+    count = Task("count", CLASSIFICATION, 10, label_effects={"mixing": "breaks"})
     both = {"left": tasks["left"], "count": count}
     batch = {"image": data.batch(torch.arange(4))["image"], "left": data.left[:4],
              "count": data.right[:4]}

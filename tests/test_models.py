@@ -1,4 +1,4 @@
-"""The seed's backbone and heads: shapes, parameter counts, clear errors on bad input."""
+"""The article's backbone and heads: shapes, parameter counts, clear errors on bad input."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mtlaug_lib.core.models import (
 )
 
 
-def test_feature_extractor_is_the_seeds() -> None:
+def test_feature_extractor_is_the_articles() -> None:
     net = FeatureExtractor()
     assert net(torch.zeros(2, 3, 28, 28)).shape == (2, 64, 7, 7)
     assert list(net.state_dict()) == [
@@ -46,11 +46,11 @@ def test_feature_extractor_bad_input(shape: tuple[int, ...], pattern: str) -> No
 
 
 def test_adaptive_extractor_fits_any_size_and_matches_at_28() -> None:
-    seed = FeatureExtractor()
+    article = FeatureExtractor()
     net = AdaptiveFeatureExtractor()
-    net.load_state_dict(seed.state_dict())
+    net.load_state_dict(article.state_dict())
     x = torch.randn(2, 3, 28, 28)
-    assert torch.allclose(net(x), seed(x))
+    assert torch.allclose(net(x), article(x))
     for size in [(224, 224), (32, 48), (9, 9)]:
         assert net(torch.zeros(1, 3, *size)).shape == (1, 64, 7, 7)
     with pytest.raises(ValueError, match="at least 4 x 4"):
@@ -59,14 +59,23 @@ def test_adaptive_extractor_fits_any_size_and_matches_at_28() -> None:
         net(torch.zeros(1, 4, 28, 28))
 
 
-def test_classifier_is_the_seeds() -> None:
+def test_classifier_is_the_articles() -> None:
     head = Classifier(10)
     assert head(torch.zeros(5, 64, 7, 7)).shape == (5, 10)
     assert count_parameters(head) == 64 * 7 * 7 * 128 + 128 + 128 * 10 + 10
     with pytest.raises(ValueError, match=r"features N x 64 x 7 x 7 \(3136 per sample\), got"):
         head(torch.zeros(5, 64, 56, 56))
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(ValueError, match="argument 'num_classes' is 1, expected an int >= 2"):
         Classifier(1)
+
+
+@pytest.mark.parametrize("head", [Classifier, DenseHead])
+@pytest.mark.parametrize("num_classes", [1, 0, True, 3.0, "3", None])
+def test_a_head_refuses_a_bad_number_of_classes(head: type, num_classes: object) -> None:
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"argument 'num_classes' is .*, expected an int >= 2"):
+        head(num_classes)
+    assert torch.equal(torch.get_rng_state(), state)  # refused before any weight was drawn
 
 
 def test_dense_head_gives_per_pixel_logits() -> None:

@@ -1,8 +1,11 @@
-"""pyproject.toml and environment.yml name the same dependencies; the README's commands exist."""
+"""pyproject.toml and environment.yml name the same dependencies; the README's commands exist;
+``import mtlaug_lib`` stays light (the course's modules, matplotlib included, load on first use)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,3 +99,26 @@ def test_notebooks_mark_cells_with_tags_not_comments() -> None:
             ):
                 assert "raises-exception" in cell["metadata"].get("tags", []), (
                     f"{path.name} cell {i} stores an error but is not tagged raises-exception")
+
+
+# Run in a fresh interpreter: in this one, other tests have imported the course already.
+IMPORT_COST = """
+import sys
+import mtlaug_lib
+assert "matplotlib" not in sys.modules, "import mtlaug_lib imported matplotlib"
+assert "mtlaug_lib.course" not in sys.modules, "import mtlaug_lib imported the course"
+import mtlaug_lib.course.exercises
+assert "matplotlib" not in sys.modules, "the exercise checks imported matplotlib"
+from mtlaug_lib import exercises, plots
+assert callable(exercises.check_feature_size) and callable(plots.show_samples)
+backends = sorted(m for m in sys.modules if m.startswith("matplotlib.backends.backend_"))
+assert not backends, f"importing the plots chose a backend: {backends}"
+print("ok")
+"""
+
+
+def test_import_mtlaug_lib_loads_neither_the_course_nor_matplotlib() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the library's choice only
+    run = subprocess.run([sys.executable, "-c", IMPORT_COST], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

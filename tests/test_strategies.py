@@ -1,8 +1,10 @@
-"""Update strategies (joint, alternating, sequential), per-task optimizers, gradient conflict, and
-a smoke test of the strategies benchmark.
+"""Update strategies (joint, alternating, sequential): what each does specifically, per-task
+optimizers, gradient conflict, and a smoke test of the strategies benchmark.
 
-Tiny data (tens of samples, batches of 16) and the two digit tasks keep this file fast on 2
-cores. Hand-written loops are the reference wherever a strategy claims to do some arithmetic.
+The standard tests of every strategy (work reported, resuming, non-finite losses) are the
+contract tests in ``test_contract_training.py``. Tiny data (tens of samples, batches of 16) and
+the two digit tasks keep this file fast on 2 cores. Hand-written loops are the reference
+wherever a strategy claims to do some arithmetic.
 """
 
 from __future__ import annotations
@@ -23,26 +25,23 @@ from mtlaug_lib.core.models import FeatureExtractor, make_model
 from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
 from mtlaug_lib.data.loaders import TensorLoader
 from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
-from mtlaug_lib.training.loop import History, train
-from mtlaug_lib.training.strategies import (
-    Alternating,
-    Joint,
-    Sequential,
-    TaskOptimizers,
+from mtlaug_lib.training.conflict import (
     cosine_matrix,
     gradient_conflict,
-    make_optimizers,
-    make_strategy,
     pairwise_cosines,
     task_gradients,
 )
+from mtlaug_lib.training.loop import History, train
+from mtlaug_lib.training.optimizers import TaskOptimizers, make_optimizers
+from mtlaug_lib.training.registry import make_strategy
+from mtlaug_lib.training.strategies import Alternating, Joint, Sequential
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 train_module = importlib.import_module("mtlaug_lib.training.loop")
 
 
 @pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
+def digit_tasks() -> dict[str, Task]:
     return select_tasks(multidigits_tasks(), ["left", "right"])
 
 
@@ -87,35 +86,25 @@ def sgd(model: nn.Module) -> torch.optim.SGD:
     [(Joint(), 1, ["left", "right"]), (Alternating(), 1, ["left"]),
      (Sequential(), 2, ["left", "right"])],
 )
-def test_each_strategy_counts_its_passes_and_images(tasks, batch, strategy, forward, heads_run):
-    model = make_model(tasks, seed=0)
-    calls = {"backbone": [], "backward": 0, "left": 0, "right": 0}
-
-    def count(key: str):
-        calls[key] += 1
-
-    def backbone_hook(module, inputs, output) -> None:
-        calls["backbone"].append(len(output))
-        output.register_hook(lambda grad: count("backward"))  # a backward pass reaches it
-
-    model.backbone.register_forward_hook(backbone_hook)
-    for name in tasks:
-        model.heads[name].register_forward_hook(lambda m, i, o, name=name: count(name))
-
-    stats = strategy.step(model, batch, MultiTaskLoss(tasks), sgd(model), step=0)
+def test_each_strategy_does_the_work_it_declares(digit_tasks, batch, strategy, forward, heads_run):
+    """The numbers of each strategy's docstring (the contract tests check what a step reports
+    against hooks): passes and images, and which heads run (alternating skips the other)."""
+    model = make_model(digit_tasks, seed=0)
+    ran = []
+    for name in digit_tasks:
+        model.heads[name].register_forward_hook(lambda m, i, o, name=name: ran.append(name))
+    stats = strategy.step(model, batch, MultiTaskLoss(digit_tasks), sgd(model), step=0)
     assert (stats.forward, stats.backward, stats.images) == (forward, forward, 8 * forward)
-    assert calls["backbone"] == [8] * forward and calls["backward"] == forward
-    assert [t for t in tasks if calls[t]] == heads_run  # alternating skips the other head
-    assert all(calls[t] == 1 for t in heads_run)
+    assert ran == heads_run  # each head of a trained task once, in the tasks' order
     assert stats.seen == {t: 8 for t in heads_run}
     assert set(stats.losses) == set(heads_run)
 
 
-def test_history_counts_the_work_of_every_strategy(tasks, data) -> None:
+def test_history_counts_the_work_of_every_strategy(digit_tasks, data) -> None:
     for name, fwd, seen in [("joint", 1, (48, 48)), ("alternating", 1, (32, 16)),
                             ("sequential", 2, (48, 48))]:
-        h = train(make_model(tasks, seed=0), tasks, loader(data), epochs=1, strategy=name,
-                  progress=False)
+        h = train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=1,
+                  strategy=name, progress=False)
         assert (h.steps, h.forward, h.backward, h.images) == (3, 3 * fwd, 3 * fwd, 48 * fwd)
         assert (h.task_images["left"], h.task_images["right"]) == seen, name
         assert sum(map(len, h.train_loss.values())) == sum(map(len, h.loss_steps.values()))
@@ -124,16 +113,16 @@ def test_history_counts_the_work_of_every_strategy(tasks, data) -> None:
 # ---- alternating ----------------------------------------------------------------------------
 
 
-def test_round_robin_visits_the_tasks_in_order(tasks, data) -> None:
-    h = train(make_model(tasks, seed=0), tasks, loader(data), epochs=2, strategy="alternating",
-              progress=False)
+def test_round_robin_visits_the_tasks_in_order(digit_tasks, data) -> None:
+    h = train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=2,
+              strategy="alternating", progress=False)
     assert h.loss_curve("left")[0] == [0, 2, 4] and h.loss_curve("right")[0] == [1, 3, 5]
     steps, losses = h.loss_curve("left")
     assert losses == h.train_loss["left"]
 
     custom = Alternating(["right", "left", "left"])
-    model = make_model(tasks, seed=0)
-    order = [next(iter(custom.step(model, batch, MultiTaskLoss(tasks), sgd(model), i).losses))
+    model = make_model(digit_tasks, seed=0)
+    order = [next(iter(custom.step(model, batch, MultiTaskLoss(digit_tasks), sgd(model), i).losses))
              for i, batch in enumerate([data.batch(torch.arange(4))] * 7)]
     assert order == ["right", "left", "left", "right", "left", "left", "right"]
     assert custom.last_task == "right"
@@ -155,10 +144,10 @@ def test_random_alternating_is_seeded_and_reproducible() -> None:
     assert draws(a, 20) == draws(b, 20) and a.position == b.position == 25
 
 
-def test_an_alternating_step_is_one_sgd_step_on_the_weighted_task_loss(tasks, batch) -> None:
-    model = make_model(tasks, seed=0)
+def test_an_alternating_step_is_one_sgd_step_on_the_weighted_task_loss(digit_tasks, batch) -> None:
+    model = make_model(digit_tasks, seed=0)
     reference = copy.deepcopy(model)
-    loss_fn = MultiTaskLoss(tasks, {"left": 0.5, "right": 3.0})
+    loss_fn = MultiTaskLoss(digit_tasks, {"left": 0.5, "right": 3.0})
     strategy = Alternating(["right"])
 
     stats = strategy.step(model, batch, loss_fn, sgd(model), step=0)
@@ -171,12 +160,12 @@ def test_an_alternating_step_is_one_sgd_step_on_the_weighted_task_loss(tasks, ba
     assert stats.losses == pytest.approx({"right": loss.item()})  # reported unweighted
 
 
-def test_alternating_with_one_adam_leaves_the_other_head_alone(tasks, data) -> None:
+def test_alternating_with_one_adam_leaves_the_other_head_alone(digit_tasks, data) -> None:
     """The other head keeps grad None, so Adam skips it; zeroed grads would let momentum move
     it on the steps of the other task."""
-    model = make_model(tasks, seed=0)
+    model = make_model(digit_tasks, seed=0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    strategy, loss_fn = Alternating(), MultiTaskLoss(tasks)
+    strategy, loss_fn = Alternating(), MultiTaskLoss(digit_tasks)
     batches = [data.batch(torch.arange(i * 16, (i + 1) * 16)) for i in range(3)]
     strategy.step(model, batches[0], loss_fn, opt, 0)  # left
     strategy.step(model, batches[1], loss_fn, opt, 1)  # right: its head gets momentum
@@ -185,23 +174,23 @@ def test_alternating_with_one_adam_leaves_the_other_head_alone(tasks, data) -> N
     assert equal_states(right, model.heads["right"].state_dict())
 
 
-def test_a_zero_weight_task_is_left_out_of_the_default_schedule(tasks, data) -> None:
-    model = make_model(tasks, seed=0)
+def test_a_zero_weight_task_is_left_out_of_the_default_schedule(digit_tasks, data) -> None:
+    model = make_model(digit_tasks, seed=0)
     before = clone_state(model.heads["right"])
-    h = train(model, tasks, loader(data), epochs=1, strategy="alternating", progress=False,
+    h = train(model, digit_tasks, loader(data), epochs=1, strategy="alternating", progress=False,
               weights={"left": 1.0, "right": 0.0})
     assert h.loss_steps == {"left": [0, 1, 2], "right": []}
     assert equal_states(before, model.heads["right"].state_dict())
 
 
-# ---- sequential: the seed's loop done right -------------------------------------------------
+# ---- sequential: the article's loop done right ----------------------------------------------
 
 
-def test_sequential_is_one_update_per_task_in_turn(tasks, batch) -> None:
-    model = make_model(tasks, seed=0)
+def test_sequential_is_one_update_per_task_in_turn(digit_tasks, batch) -> None:
+    model = make_model(digit_tasks, seed=0)
     by_hand = copy.deepcopy(model)
     joint = copy.deepcopy(model)
-    stats = Sequential().step(model, batch, MultiTaskLoss(tasks), sgd(model), step=0)
+    stats = Sequential().step(model, batch, MultiTaskLoss(digit_tasks), sgd(model), step=0)
 
     opt = sgd(by_hand)
     losses = {}
@@ -213,56 +202,56 @@ def test_sequential_is_one_update_per_task_in_turn(tasks, batch) -> None:
         opt.step()
     assert equal_states(model.state_dict(), by_hand.state_dict())
     assert stats.losses == pytest.approx(losses)
-    Joint().step(joint, batch, MultiTaskLoss(tasks), sgd(joint), step=0)
+    Joint().step(joint, batch, MultiTaskLoss(digit_tasks), sgd(joint), step=0)
     assert not equal_states(model.state_dict(), joint.state_dict())  # not the same as joint
 
 
-def test_sequential_follows_its_schedule(tasks, batch) -> None:
-    a, b = make_model(tasks, seed=0), make_model(tasks, seed=0)
-    Sequential(["right", "left"]).step(a, batch, MultiTaskLoss(tasks), sgd(a), 0)
-    Sequential().step(b, batch, MultiTaskLoss(tasks), sgd(b), 0)
+def test_sequential_follows_its_schedule(digit_tasks, batch) -> None:
+    a, b = make_model(digit_tasks, seed=0), make_model(digit_tasks, seed=0)
+    Sequential(["right", "left"]).step(a, batch, MultiTaskLoss(digit_tasks), sgd(a), 0)
+    Sequential().step(b, batch, MultiTaskLoss(digit_tasks), sgd(b), 0)
     assert not equal_states(a.state_dict(), b.state_dict())  # the order matters
 
 
 # ---- one optimizer or one per task ----------------------------------------------------------
 
 
-def test_per_task_optimizers_keep_separate_adam_moments(tasks, data) -> None:
+def test_per_task_optimizers_keep_separate_adam_moments(digit_tasks, data) -> None:
     batches = [data.batch(torch.arange(i * 16, (i + 1) * 16)) for i in range(2)]
     shared_w = "backbone.conv1.weight"
 
-    model = make_model(tasks, seed=0)
-    opts = make_optimizers(model, list(tasks), "per_task", lr=1e-3)
+    model = make_model(digit_tasks, seed=0)
+    opts = make_optimizers(model, list(digit_tasks), "per_task", lr=1e-3)
     assert isinstance(opts, TaskOptimizers) and list(opts) == ["left", "right"]
     strategy = Alternating(optimizers="per_task")
     for i, b in enumerate(batches):
-        strategy.step(model, b, MultiTaskLoss(tasks), opts, i)
+        strategy.step(model, b, MultiTaskLoss(digit_tasks), opts, i)
     w = dict(model.named_parameters())[shared_w]
     left, right = opts["left"].state[w], opts["right"].state[w]
     assert float(left["step"]) == float(right["step"]) == 1  # each saw its own task's step
     assert not torch.equal(left["exp_avg"], right["exp_avg"])
-    heads = {t: set(map(id, model.task_parameters(t))) for t in tasks}
+    heads = {t: set(map(id, model.task_parameters(t))) for t in digit_tasks}
     assert {id(p) for p in opts["left"].state} & heads["right"] == set()
 
-    model = make_model(tasks, seed=0)  # sequential: each task's optimizer steps once a batch
-    opts = make_optimizers(model, list(tasks), "per_task", lr=1e-3)
-    Sequential(optimizers="per_task").step(model, batches[0], MultiTaskLoss(tasks), opts, 0)
+    model = make_model(digit_tasks, seed=0)  # sequential: each task's optimizer steps once a batch
+    opts = make_optimizers(model, list(digit_tasks), "per_task", lr=1e-3)
+    Sequential(optimizers="per_task").step(model, batches[0], MultiTaskLoss(digit_tasks), opts, 0)
     w = dict(model.named_parameters())[shared_w]
     assert [float(o.state[w]["step"]) for o in opts.values()] == [1, 1]
     assert not torch.equal(opts["left"].state[w]["exp_avg"], opts["right"].state[w]["exp_avg"])
 
-    model = make_model(tasks, seed=0)
-    one = make_optimizers(model, list(tasks), "shared", lr=1e-3)
+    model = make_model(digit_tasks, seed=0)
+    one = make_optimizers(model, list(digit_tasks), "shared", lr=1e-3)
     assert isinstance(one, torch.optim.Adam)
     for i, b in enumerate(batches):
-        Alternating().step(model, b, MultiTaskLoss(tasks), one, i)
+        Alternating().step(model, b, MultiTaskLoss(digit_tasks), one, i)
     w = dict(model.named_parameters())[shared_w]
     assert float(one.state[w]["step"]) == 2  # one moment estimate, fed by both tasks
 
 
-def test_per_task_optimizers_in_train_are_checkpointed(tasks, data, tmp_path) -> None:
+def test_per_task_optimizers_in_train_are_checkpointed(digit_tasks, data, tmp_path) -> None:
     path = tmp_path / "run.pt"
-    train(make_model(tasks, seed=0), tasks, loader(data), epochs=1, progress=False,
+    train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=1, progress=False,
           strategy=Alternating(optimizers="per_task"), checkpoint=path)
     state = torch.load(path, weights_only=True)
     assert set(state["optimizer"]) == set(state["scheduler"]) == {"left", "right"}
@@ -270,19 +259,19 @@ def test_per_task_optimizers_in_train_are_checkpointed(tasks, data, tmp_path) ->
                                           "position": 3}
 
 
-def test_optimizer_factories_and_dicts(tasks) -> None:
-    model = make_model(tasks, seed=0)
-    made = make_optimizers(model, list(tasks), "per_task",
+def test_optimizer_factories_and_dicts(digit_tasks) -> None:
+    model = make_model(digit_tasks, seed=0)
+    made = make_optimizers(model, list(digit_tasks), "per_task",
                            lambda params: torch.optim.SGD(params, lr=0.5))
     assert all(isinstance(o, torch.optim.SGD) for o in made.values())
     shared = set(map(id, model.shared_parameters()))
     for t, o in made.items():
         ids = {id(p) for g in o.param_groups for p in g["params"]}
         assert ids == shared | set(map(id, model.task_parameters(t)))
-    given = {t: torch.optim.SGD(model.parameters(), lr=0.1) for t in tasks}
-    assert dict(make_optimizers(model, list(tasks), "per_task", given)) == given
+    given = {t: torch.optim.SGD(model.parameters(), lr=0.1) for t in digit_tasks}
+    assert dict(make_optimizers(model, list(digit_tasks), "per_task", given)) == given
     one = torch.optim.SGD(model.parameters(), lr=0.1)
-    assert make_optimizers(model, list(tasks), "shared", one) is one
+    assert make_optimizers(model, list(digit_tasks), "shared", one) is one
 
 
 # ---- resuming -------------------------------------------------------------------------------
@@ -299,11 +288,11 @@ def stop_after_one_epoch(history: History) -> None:
 
 @pytest.mark.parametrize("options", [{"optimizers": "per_task"}, {"random": True, "seed": 4}])
 def test_resuming_alternating_ends_with_the_weights_of_an_uninterrupted_run(
-    tasks, data, tmp_path, options
+    digit_tasks, data, tmp_path, options
 ) -> None:
     def run(**kwargs):
-        model = make_model(tasks, seed=0)
-        history = train(model, tasks, loader(data), epochs=2, lr=3e-3, progress=False,
+        model = make_model(digit_tasks, seed=0)
+        history = train(model, digit_tasks, loader(data), epochs=2, lr=3e-3, progress=False,
                         strategy=Alternating(**options), conflict_every=2, **kwargs)
         return model, history
 
@@ -331,13 +320,13 @@ class Forgetful(Alternating):
         pass
 
 
-def test_a_forgotten_round_robin_position_would_differ(tasks, data, tmp_path) -> None:
+def test_a_forgotten_round_robin_position_would_differ(digit_tasks, data, tmp_path) -> None:
     """The control for the test above: equality is not automatic. Resumed without its
     position, the round robin starts again with the left task on step 3, and ends elsewhere."""
     def run(strategy, checkpoint=tmp_path / "part.pt", **kwargs):
-        model = make_model(tasks, seed=0)
-        history = train(model, tasks, loader(data), epochs=2, progress=False, strategy=strategy,
-                        checkpoint=checkpoint, **kwargs)
+        model = make_model(digit_tasks, seed=0)
+        history = train(model, digit_tasks, loader(data), epochs=2, progress=False,
+                        strategy=strategy, checkpoint=checkpoint, **kwargs)
         return model, history
 
     full_model, full = run(Alternating(), checkpoint=tmp_path / "full.pt")
@@ -348,9 +337,9 @@ def test_a_forgotten_round_robin_position_would_differ(tasks, data, tmp_path) ->
     assert not equal_states(model.state_dict(), full_model.state_dict())
 
 
-def test_resume_refuses_another_strategys_checkpoint(tasks, data, tmp_path) -> None:
+def test_resume_refuses_another_strategys_checkpoint(digit_tasks, data, tmp_path) -> None:
     def run(strategy, path):
-        train(make_model(tasks, seed=0), tasks, loader(data), epochs=2, progress=False,
+        train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=2, progress=False,
               strategy=strategy, checkpoint=path, resume=path.is_file(),
               on_epoch_end=stop_after_one_epoch)
 
@@ -416,9 +405,9 @@ def test_cosine_matrix_properties() -> None:
         cosine_matrix({})
 
 
-def test_conflict_is_recorded_at_the_interval_as_plain_values(tasks, data) -> None:
-    h = train(make_model(tasks, seed=0), tasks, loader(data), epochs=2, conflict_every=2,
-              progress=False)
+def test_conflict_is_recorded_at_the_interval_as_plain_values(digit_tasks, data) -> None:
+    h = train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=2,
+              conflict_every=2, progress=False)
     assert [r["step"] for r in h.conflict] == [0, 2, 4]
     assert all(set(r) == {"step", "cosine", "norm"} and set(r["cosine"]) == {"left|right"}
                and -1 <= r["cosine"]["left|right"] <= 1 for r in h.conflict)
@@ -427,10 +416,10 @@ def test_conflict_is_recorded_at_the_interval_as_plain_values(tasks, data) -> No
     assert History.from_dict(json.loads(json.dumps(h.to_dict()))) == h
     assert h.conflict_seconds > 0
     # The first record is the conflict of the initial weights on the first batch.
-    model = make_model(tasks, seed=0)
+    model = make_model(digit_tasks, seed=0)
     first = next(iter(TensorLoader(data, 16, shuffle=True, seed=3)))
     assert h.conflict[0]["cosine"] == pytest.approx(
-        gradient_conflict(model, first, tasks)["cosine"])
+        gradient_conflict(model, first, digit_tasks)["cosine"])
 
 
 def bn_dropout_model(tasks: dict[str, Task]) -> nn.Module:
@@ -442,25 +431,25 @@ def bn_dropout_model(tasks: dict[str, Task]) -> nn.Module:
     return make_model(tasks, backbone=backbone, seed=0)
 
 
-def test_measuring_conflict_does_not_change_training(tasks, data) -> None:
+def test_measuring_conflict_does_not_change_training(digit_tasks, data) -> None:
     runs = []
     for every in (None, 1):
         torch.manual_seed(0)  # the dropout masks come from the global generator
-        model = bn_dropout_model(tasks)
-        history = train(model, tasks, loader(data), epochs=1, conflict_every=every,
+        model = bn_dropout_model(digit_tasks)
+        history = train(model, digit_tasks, loader(data), epochs=1, conflict_every=every,
                         strategy="alternating", progress=False)
         runs.append((clone_state(model), history))
     assert equal_states(runs[0][0], runs[1][0])
     assert runs[0][1].train_loss == runs[1][1].train_loss and len(runs[1][1].conflict) == 3
     # The control: the bare gradients do move the batch-norm statistics and the random state.
-    model = bn_dropout_model(tasks)
+    model = bn_dropout_model(digit_tasks)
     before, rng = clone_state(model), torch.random.get_rng_state()
-    task_gradients(model.train(), data.batch(torch.arange(8)), tasks)
+    task_gradients(model.train(), data.batch(torch.arange(8)), digit_tasks)
     assert not equal_states(before, model.state_dict())
     assert not torch.equal(rng, torch.random.get_rng_state())
 
 
-def test_conflict_time_is_not_step_time(tasks, data, monkeypatch) -> None:
+def test_conflict_time_is_not_step_time(digit_tasks, data, monkeypatch) -> None:
     """A fake clock that only a (fake) slow measurement moves much: the steps' seconds must not
     see it. (A real sleep would race with other jobs on a shared machine.)"""
 
@@ -478,8 +467,8 @@ def test_conflict_time_is_not_step_time(tasks, data, monkeypatch) -> None:
 
     monkeypatch.setattr(train_module, "time", Clock)
     monkeypatch.setattr(train_module, "gradient_conflict", slow)
-    h = train(make_model(tasks, seed=0), tasks, loader(data), epochs=1, conflict_every=1,
-              progress=False)
+    h = train(make_model(digit_tasks, seed=0), digit_tasks, loader(data), epochs=1,
+              conflict_every=1, progress=False)
     assert len(h.conflict) == 3 and h.conflict_seconds == pytest.approx(300, abs=0.1)
     assert h.seconds < 0.1
 
@@ -503,8 +492,7 @@ def test_a_history_saved_before_the_new_fields_still_loads() -> None:
     ("kwargs", "error", "pattern"),
     [
         ({"strategy": "alternate"}, ValueError,
-         r"argument 'strategy' is 'alternate', expected one of \('joint', 'alternating', "
-         r"'alternating-random', 'sequential'\)"),
+         r"argument 'strategy' is 'alternate', expected one of \("),
         ({"strategy": Alternating(["left", "top"])}, ValueError,
          r"argument 'schedule' names unknown task\(s\) \['top'\], expected names from "
          r"\('left', 'right'\)"),
@@ -524,18 +512,17 @@ def test_a_history_saved_before_the_new_fields_still_loads() -> None:
         ({"conflict_every": True}, ValueError, r"argument 'conflict_every' is True"),
     ],
 )
-def test_bad_arguments_are_named_and_change_nothing(tasks, data, kwargs, error, pattern):
-    model = make_model(tasks, seed=0)
+def test_bad_arguments_are_named_and_change_nothing(digit_tasks, data, kwargs, error, pattern):
+    model = make_model(digit_tasks, seed=0)
     before = clone_state(model)
     with pytest.raises(error, match=pattern):
-        train(model, tasks, loader(data), epochs=1, progress=False, **kwargs)
+        train(model, digit_tasks, loader(data), epochs=1, progress=False, **kwargs)
     assert equal_states(before, model.state_dict())
 
 
-def test_bad_strategy_options(tasks, data) -> None:
-    model = make_model(tasks, seed=0)
-    with pytest.raises(ValueError, match=r"argument 'optimizers' is 'each', expected one of "
-                                         r"\('shared', 'per_task'\)"):
+def test_bad_strategy_options(digit_tasks, data) -> None:
+    model = make_model(digit_tasks, seed=0)
+    with pytest.raises(ValueError, match=r"argument 'optimizers' is 'each', expected one of"):
         Alternating(optimizers="each")
     with pytest.raises(ValueError, match=r"argument 'schedule' is 'left', expected None or a "
                                          r"non-empty list of task names"):
@@ -554,20 +541,20 @@ def test_bad_strategy_options(tasks, data) -> None:
     assert make_strategy("sequential", optimizers="per_task").optimizers == "per_task"
     with pytest.raises(ValueError, match=r"argument 'optimizer' is one SGD instance, but the "
                                          r"strategy uses one optimizer per task"):
-        train(model, tasks, loader(data), epochs=1, progress=False, optimizer=sgd(model),
+        train(model, digit_tasks, loader(data), epochs=1, progress=False, optimizer=sgd(model),
               strategy=Alternating(optimizers="per_task"))
     with pytest.raises(ValueError, match=r"argument 'optimizer' has optimizers for tasks "
                                          r"\['left'\], expected exactly \['left', 'right'\]"):
-        train(model, tasks, loader(data), epochs=1, progress=False,
+        train(model, digit_tasks, loader(data), epochs=1, progress=False,
               optimizer={"left": sgd(model)}, strategy=Sequential(optimizers="per_task"))
     with pytest.raises(ValueError, match=r"a dict of optimizers, but the strategy uses one "
                                          r"shared optimizer"):
-        train(model, tasks, loader(data), epochs=1, progress=False,
-              optimizer={t: sgd(model) for t in tasks})
+        train(model, digit_tasks, loader(data), epochs=1, progress=False,
+              optimizer={t: sgd(model) for t in digit_tasks})
     with pytest.raises(TypeError, match=r"Joint makes one update .* got per-task optimizers"):
-        Joint().step(model, data.batch(torch.arange(4)), MultiTaskLoss(tasks),
-                     {t: sgd(model) for t in tasks}, 0)
-    left = select_tasks(tasks, ["left"])
+        Joint().step(model, data.batch(torch.arange(4)), MultiTaskLoss(digit_tasks),
+                     {t: sgd(model) for t in digit_tasks}, 0)
+    left = select_tasks(digit_tasks, ["left"])
     with pytest.raises(ValueError, match=r"only one task \('left',\): gradient conflict needs"):
         train(make_model(left, seed=0), left, loader(data), epochs=1, conflict_every=1,
               progress=False)

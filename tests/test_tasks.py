@@ -33,13 +33,13 @@ def logits_for(pred: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def test_task_fills_default_effects_and_keeps_overrides() -> None:
-    seg = Task("mask", SEGMENTATION, 3, augmentation={"horizontal_flip": "breaks"})
-    assert set(seg.augmentation) == set(TRANSFORM_KINDS)
-    assert seg.augmentation["horizontal_flip"] is LabelEffect.BREAKS  # the string is converted
-    assert seg.augmentation["geometric"] is LabelEffect.MOVES  # default for a mask
+    seg = Task("mask", SEGMENTATION, 3, label_effects={"horizontal_flip": "breaks"})
+    assert set(seg.label_effects) == set(TRANSFORM_KINDS)
+    assert seg.label_effects["horizontal_flip"] is LabelEffect.BREAKS  # the string is converted
+    assert seg.label_effects["geometric"] is LabelEffect.MOVES  # default for a mask
     cls = Task("digit", CLASSIFICATION, 10)
-    assert cls.augmentation["geometric"] is LabelEffect.KEEPS
-    assert cls.augmentation["mixing"] is LabelEffect.MIXES
+    assert cls.label_effects["geometric"] is LabelEffect.KEEPS
+    assert cls.label_effects["mixing"] is LabelEffect.MIXES
     assert (cls.primary_metric, seg.primary_metric) == ("accuracy", "miou")
 
 
@@ -48,7 +48,7 @@ def test_multidigits_tasks_a_flip_breaks_the_digits_and_permutes_the_mask() -> N
     assert list(tasks) == ["left", "right", "mask"]
     assert [t.name for t in tasks.values()] == list(tasks)
     assert (tasks["left"].num_classes, tasks["mask"].num_classes) == (10, 3)
-    effects = [t.augmentation["horizontal_flip"] for t in tasks.values()]
+    effects = [t.label_effects["horizontal_flip"] for t in tasks.values()]
     assert effects == [LabelEffect.BREAKS, LabelEffect.BREAKS, LabelEffect.PERMUTES]
     assert tasks["left"].region == ("mask", 1) and tasks["right"].region == ("mask", 2)
     assert all(t.input_size == (28, 28) for t in tasks.values())
@@ -63,9 +63,9 @@ def test_multidigits_tasks_a_flip_breaks_the_digits_and_permutes_the_mask() -> N
         ({"num_classes": 2.0}, r"num_classes is 2.0"),
         ({"num_classes": True}, r"num_classes is True"),
         ({"class_names": ("a", "b")}, r"task 'x': 2 class names for 3 classes"),
-        ({"augmentation": {"rotate": LabelEffect.KEEPS}},
+        ({"label_effects": {"rotate": LabelEffect.KEEPS}},
          r"task 'x': unknown transform kind 'rotate', expected one of"),
-        ({"augmentation": {"geometric": "flips"}}, r"flips"),
+        ({"label_effects": {"geometric": "flips"}}, r"flips"),
         ({"name": "my task"}, r"task name 'my task' must be a valid identifier"),
         ({"name": 3}, r"task name 3 must be"),
     ],

@@ -1,6 +1,8 @@
 """The training loop: one joint update, the history's counters, evaluation, the augment hook,
 NaN losses, bad arguments; and a smoke test of the training benchmark.
 
+``tasks`` (from ``conftest.py``) are the three MultiDigits tasks.
+
 Tiny data (tens of samples, batch 32) and one or two epochs keep this file fast on 2 cores.
 """
 
@@ -23,24 +25,15 @@ from mtlaug_lib.core.losses import MultiTaskLoss
 from mtlaug_lib.core.models import make_model
 from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
 from mtlaug_lib.data.loaders import TensorLoader
-from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.data.multidigits import MultiDigits
 from mtlaug_lib.training.loop import History, evaluate, train
-from mtlaug_lib.training.strategies import (
-    Joint,
-    NonFiniteLossError,
-    Strategy,
-    check_finite,
-    make_strategy,
-)
+from mtlaug_lib.training.registry import make_strategy
+from mtlaug_lib.training.strategies import Joint
+from mtlaug_lib.training.strategy import NonFiniteLossError, Strategy, check_finite
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 # The module itself: the package re-exports the function ``train`` under the same name.
 train_module = importlib.import_module("mtlaug_lib.training.loop")
-
-
-@pytest.fixture(scope="module")
-def tasks() -> dict[str, Task]:
-    return multidigits_tasks()
 
 
 @pytest.fixture(scope="module")

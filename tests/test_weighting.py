@@ -1,14 +1,16 @@
 """Weighting methods: mathematical properties on random gradient matrices (not fixed numbers),
-the ``Weighted`` strategy in ``train`` with both gradient sources, bad input, and a smoke test
+what particular methods do in ``train`` with both gradient sources, bad input, and a smoke test
 of the weighting benchmark.
 
-Gradient matrices come from seeded generators, in float64 so that tolerances can be tight.
+The standard tests of every method (weights applied as reported, permutation, degenerate
+gradients, a step, resuming, non-finite losses) are the contract tests in
+``test_contract_training.py``. Gradient matrices come from seeded generators, in float64 so
+that tolerances can be tight.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import json
 import math
 from pathlib import Path
@@ -22,25 +24,20 @@ from mtlaug_lib.core.models import make_model
 from mtlaug_lib.core.tasks import select_tasks
 from mtlaug_lib.data.loaders import TensorLoader
 from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.training.gradient_source import GRADIENT_SOURCES
 from mtlaug_lib.training.gradients import cagrad, imtl_g, mgda, pcgrad, pcgrad_project
 from mtlaug_lib.training.loop import train
-from mtlaug_lib.training.strategies import NonFiniteLossError
 from mtlaug_lib.training.weighting import (
-    DWA,
-    SOURCES,
-    WEIGHTINGS,
-    GradNorm,
     NonFiniteWeightError,
-    UncertaintyWeighting,
     Weighted,
-    dwa_weights,
-    make_weighting,
+    make_weighting_method,
 )
+from mtlaug_lib.training.weighting.gradient_based import MGDA
+from mtlaug_lib.training.weighting.gradnorm import GradNorm
+from mtlaug_lib.training.weighting.loss_based import DWA, UncertaintyWeighting, dwa_weights
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-GRADIENT_METHODS = [n for n, cls in WEIGHTINGS.items() if getattr(cls, "uses_gradients", False)]
-LOSS_METHODS = [n for n in WEIGHTINGS if n not in GRADIENT_METHODS]
-OPTIONS = {"fixed": {"weights": {"a": 1.0, "b": 0.5, "c": 2.0, "d": 1.0}}}
+SOURCES = list(GRADIENT_SOURCES)
 
 
 def random_G(T: int, D: int, seed: int) -> torch.Tensor:
@@ -248,59 +245,6 @@ def test_gradnorm_keeps_the_sum_and_favours_the_slower_task() -> None:
     assert w[0] > w[1] and w[0] > w[2] and w.min() > 0
 
 
-# ---- every method ----------------------------------------------------------------------------
-
-
-def _fresh(name: str, tasks: list[str]):
-    options = {"weights": {t: OPTIONS["fixed"]["weights"][t] for t in tasks}} if (
-        name == "fixed") else {}
-    method = make_weighting(name, **options)
-    method.reset(tasks)
-    return method
-
-
-def _run(name: str, tasks: list[str], L: torch.Tensor, G: torch.Tensor, steps: int = 3):
-    method, comb = _fresh(name, tasks), None
-    for _ in range(steps):
-        comb = method.combine(L, G if method.uses_gradients else None)
-        if comb.loss is not None and comb.loss.requires_grad:  # learnable weights
-            comb.loss.backward()
-        method.update()
-    return comb
-
-
-@pytest.mark.parametrize("name", list(WEIGHTINGS))
-def test_every_method_permutes_with_the_tasks(name: str) -> None:
-    if name == "rlw":
-        pytest.skip("random weights are i.i.d. per task: equivariant in distribution only")
-    T = 2 if name == "pcgrad" else 3  # PCGrad's random order: deterministic for two tasks
-    tasks = ["a", "b", "c"][:T]
-    G, L = conflicting_G(T, 20, 3), torch.tensor([0.7, 2.0, 1.3][:T])
-    for perm in itertools.permutations(range(T)):
-        perm = list(perm)
-        base = _run(name, tasks, L.clone(), G)
-        permuted = _run(name, [tasks[i] for i in perm], L[perm].clone(), G[perm])
-        assert torch.allclose(permuted.weights, base.weights[perm], atol=1e-6), perm
-        if base.direction is not None:  # one direction, whatever the tasks' order
-            assert torch.allclose(permuted.direction, base.direction, atol=1e-9)
-
-
-@pytest.mark.parametrize("name", list(WEIGHTINGS))
-@pytest.mark.parametrize("kind", ["zero", "one-zero", "parallel", "opposite"])
-def test_every_method_is_finite_on_zero_and_parallel_gradients(name: str, kind: str) -> None:
-    g = random_G(1, 20, 0)[0]
-    G = {"zero": torch.zeros(3, 20, dtype=g.dtype),
-         "one-zero": torch.stack([g, 0 * g, 2 * g]),
-         "parallel": torch.stack([g, 2 * g, 0.5 * g]),
-         "opposite": torch.stack([g, -2 * g, 0.5 * g])}[kind]
-    comb = _run(name, ["a", "b", "c"], torch.tensor([1.0, 2.0, 0.5]), G)
-    assert torch.isfinite(comb.weights).all()
-    if comb.direction is not None:
-        assert torch.isfinite(comb.direction).all()
-        if kind == "zero":
-            assert torch.equal(comb.direction, torch.zeros(20, dtype=G.dtype))
-
-
 # ---- the strategy in train -------------------------------------------------------------------
 
 
@@ -309,27 +253,13 @@ def tiny() -> MultiDigits:
     return MultiDigits("train", size=64, seed=0)  # 2 batches of 32
 
 
-RUNS = [(n, None) for n in LOSS_METHODS] + [(n, s) for n in GRADIENT_METHODS for s in SOURCES]
-
-
-@pytest.mark.parametrize(("name", "source"), RUNS)
-def test_train_runs_every_method_and_records_its_weights(name, source, tiny) -> None:
+def test_fixed_weights_are_recorded_as_given(tiny) -> None:
     tasks = multidigits_tasks()
-    options = {"weights": {"left": 1.0, "right": 0.5, "mask": 2.0}} if name == "fixed" else {}
-    model = make_model(tasks, seed=0)
-    before = [p.detach().clone() for p in model.parameters()]
-    history = train(model, tasks, TensorLoader(tiny, 32, shuffle=True, seed=0), epochs=1,
-                    strategy=Weighted(name, source=source, **options), progress=False)
-    T = len(tasks)
-    assert history.steps == 2 and history.forward == 2 and history.images == 64
-    assert history.backward == (2 * T if source == "parameters" else 2)
-    assert [r["step"] for r in history.weights] == [0, 1]
-    assert all(set(r["weights"]) == set(tasks) for r in history.weights)
-    assert all(math.isfinite(w) for r in history.weights for w in r["weights"].values())
-    if name == "fixed":
-        assert history.weight_curve("right") == ([0, 1], [0.5, 0.5])
-    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)]
-    assert all(changed)  # backbone and every head moved
+    strategy = Weighted("fixed", weights={"left": 1.0, "right": 0.5, "mask": 2.0})
+    history = train(make_model(tasks, seed=0), tasks, TensorLoader(tiny, 32), epochs=1,
+                    strategy=strategy, progress=False)
+    assert history.weight_curve("right") == ([0, 1], [0.5, 0.5])
+    assert history.weight_curve("mask") == ([0, 1], [2.0, 2.0])
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -357,19 +287,6 @@ def test_train_takes_a_method_name_and_options(tiny) -> None:
     assert all(math.isclose(s, 1.0, rel_tol=1e-5) for s in w)  # MGDA's weights: the simplex
 
 
-def test_uncertainty_state_survives_a_weights_only_checkpoint(tmp_path: Path, tiny) -> None:
-    tasks = multidigits_tasks()
-    strategy = Weighted("uncertainty")
-    train(make_model(tasks, seed=0), tasks, TensorLoader(tiny, 32), epochs=1, strategy=strategy,
-          progress=False)
-    torch.save(strategy.state_dict(), tmp_path / "s.pt")
-    again = Weighted("uncertainty")
-    again.method.reset(list(tasks))
-    again.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
-    assert torch.equal(again.method.log_vars, strategy.method.log_vars)
-    assert not torch.equal(strategy.method.log_vars, torch.zeros(3))  # they were trained
-
-
 # ---- bad input -------------------------------------------------------------------------------
 
 
@@ -385,12 +302,39 @@ class _DictModel(nn.Module):
         return {"left": out, "right": out}
 
 
+class _FlatMultiTask(_DictModel):
+    """Shared parameters and (empty) heads, but no backbone whose features feed the heads."""
+
+    tasks = ("left", "right")
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.lin.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return []
+
+
+def test_representation_gradients_need_a_multitask_model(tiny) -> None:
+    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
+    with pytest.raises(TypeError, match=r"source='representation' needs a MultiTaskModel .*got "
+                                        r"a _FlatMultiTask: use source='parameters'"):
+        train(_FlatMultiTask(), tasks, TensorLoader(tiny, 32), epochs=1, strategy="pcgrad",
+              progress=False)
+    h = train(_FlatMultiTask(), tasks, TensorLoader(tiny, 32), epochs=1, progress=False,
+              strategy=Weighted("pcgrad", source="parameters"))
+    assert h.steps == 2 and h.backward == 2 * 2  # one backward pass per task and step
+
+
 def test_bad_input_gives_clear_errors(tiny) -> None:
-    with pytest.raises(ValueError, match=r"argument 'method' is 'mgda-ub', expected one of "
-                                         r"\('equal', 'fixed', .*'imtl-g'\)"):
+    with pytest.raises(ValueError, match=r"argument 'method' is 'mgda-ub', expected one of \("):
         Weighted("mgda-ub")
+    mine = MGDA()
+    assert make_weighting_method(mine) is mine and Weighted(mine).method is mine
+    with pytest.raises(ValueError, match=r"options \['normalize'\] were given with a "
+                                         r"WeightingMethod instance"):
+        make_weighting_method(mine, normalize="l2")
     with pytest.raises(ValueError, match=r"argument 'strategy' is 'pcgard', expected one of .*"
-                                         r"weighting method \('equal'"):
+                                         r"a weighting method \("):
         train(make_model(multidigits_tasks()), multidigits_tasks(), TensorLoader(tiny, 32),
               epochs=1, strategy="pcgard", progress=False)
     with pytest.raises(ValueError, match=r"argument 'source' is 'params', expected one of"):
@@ -414,21 +358,6 @@ def test_bad_input_gives_clear_errors(tiny) -> None:
     with pytest.raises(ValueError, match=r"names tasks \['a', 'b'\], expected exactly"):
         train(make_model(tasks), tasks, loader, epochs=1, progress=False,
               strategy=Weighted("fixed", weights={"a": 1.0, "b": 1.0}))
-
-
-@pytest.mark.parametrize(("name", "source"), [("equal", None), ("mgda", "representation"),
-                                              ("pcgrad", "parameters")])
-def test_nan_losses_stop_training_before_the_update(name, source, tiny) -> None:
-    tasks = select_tasks(multidigits_tasks(), ["left", "right"])
-    model = make_model(tasks, seed=0)
-    with torch.no_grad():
-        model.heads["right"].fc2.bias.fill_(float("nan"))
-    before = [p.detach().clone() for p in model.backbone.parameters()]
-    with pytest.raises(NonFiniteLossError, match=r"the loss of task 'right' is nan at step 0"):
-        train(model, tasks, TensorLoader(tiny, 32), epochs=1, progress=False,
-              strategy=Weighted(name, source=source))
-    assert all(torch.equal(b, p) for b, p in zip(before, model.backbone.parameters(),
-                                                  strict=True))
 
 
 def test_nan_weights_are_caught_with_the_method_and_step(tiny) -> None:
@@ -474,8 +403,6 @@ def test_bench_weighting_runs_and_records(tmp_path: Path) -> None:
 def test_mgda_l2_normalised_solves_on_unit_gradients() -> None:
     """With normalize='l2' the direction is the min-norm point of the unit gradients' hull: it
     makes equal angles (equal projections) with the active unit gradients, and d = w @ G."""
-    from mtlaug_lib.training.weighting import MGDA
-
     g = torch.Generator().manual_seed(4)
     G = torch.randn(3, 40, generator=g, dtype=torch.float64) * torch.tensor([[1.0], [10.0], [0.01]],
                                                                           dtype=torch.float64)

@@ -2,82 +2,30 @@
 
 ``BatchAugment`` draws a random affine (and flip) and a colour jitter per sample (torchvision
 v2 draws once per call, so a batch passed to it gets one rotation for all its images:
-torchvision issue #8484) and applies them with torch primitives: image and masks in one
-resampling, class labels untouched (or mapped where the flip fired). Use it as
-``train(..., augment=...)``.
-
-This module holds ``BatchAugment``, its parameters (``AugmentParams``, ``make_generator``), the
-per-sample operations (``affine_theta``, ``color_jitter``, ``permute_channels``) and the check
-that a mask still lies on its image's digits (``ink``, ``mask_alignment``). The label-safety
-audit that every augmenter passes when built lives in ``mtlaug_lib.augment.audit``; one sample at a
-time through torchvision v2 (``SampleTransform``, ``RandomFlip``) in ``mtlaug_lib.augment.sample``;
-MixUp and CutMix in ``mtlaug_lib.augment.mixing``.
+torchvision issue #8484) and applies them with the kernels of ``mtlaug_lib.augment.functional``:
+image and masks in one resampling, class labels untouched (or mapped where the flip fired). Use
+it as ``train(..., augment=...)``. It is audited when built (``mtlaug_lib.augment.audit``), and
+``check_pipeline`` gives its flip label maps through its ``with_label_maps`` hook.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from ..core.batch_format import IMAGE, MIX_PREFIX
-from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.checks import check_number, check_probability, describe_value, is_int_tensor
 from ..core.tasks import SEGMENTATION, Task
 from ..data.multidigits import multidigits_tasks
-from .audit import (
-    LabelMaps,
-    TransformInfo,
-    _check_label_maps,
-    _check_tasks,
-    _merge_maps,
-    check_pipeline,
-)
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """The random parameters of one ``BatchAugment`` call, one row per sample (B samples).
-
-    The affine fields mean what they mean to ``torchvision.transforms.v2.functional.affine``
-    (about the image centre; the flip is applied after the affine):
-
-    - ``angle``: float B, degrees, clockwise (as ``v2.functional.affine``);
-    - ``translate``: float B x 2, pixels (x to the right, y down);
-    - ``scale``: float B;
-    - ``shear``: float B x 2, degrees (x, y);
-    - ``flip``: bool B, mirrored left-right;
-    - ``brightness``, ``contrast``, ``saturation``: float B, factors (1 leaves the image as is);
-    - ``channels``: int64 B x C, the order of the colour channels.
-    """
-
-    angle: torch.Tensor
-    translate: torch.Tensor
-    scale: torch.Tensor
-    shear: torch.Tensor
-    flip: torch.Tensor
-    brightness: torch.Tensor
-    contrast: torch.Tensor
-    saturation: torch.Tensor
-    channels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.angle)
-
-    def to(self, device: torch.device | str) -> AugmentParams:
-        return AugmentParams(**{f.name: getattr(self, f.name).to(device, non_blocking=True)
-                                for f in fields(self)})
-
-    @classmethod
-    def identity(cls, batch_size: int, channels: int = 3) -> AugmentParams:
-        """Parameters that leave every sample as it is."""
-        b = batch_size
-        return cls(angle=torch.zeros(b), translate=torch.zeros(b, 2), scale=torch.ones(b),
-                   shear=torch.zeros(b, 2), flip=torch.zeros(b, dtype=torch.bool),
-                   brightness=torch.ones(b), contrast=torch.ones(b), saturation=torch.ones(b),
-                   channels=torch.arange(channels).repeat(b, 1))
+from .audit import audit
+from .common import check_tasks, make_generator
+from .functional import AugmentParams, affine_theta, color_jitter, permute_channels
+from .kinds import TransformInfo
+from .label_maps import LabelMaps, check_label_maps, merge_maps
 
 
 def _range(name: str, value: object, symmetric: bool, low: float | None = None,
@@ -113,92 +61,8 @@ def _fractions(name: str, value: object) -> tuple[float, float]:
 
 def _jitter(name: str, value: object) -> tuple[float, float]:
     """A colour-jitter strength s as the factor range [max(0, 1 - s), 1 + s] (as ColorJitter)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"argument {name!r} is {value!r}, expected a number >= 0")
-    return max(0.0, 1.0 - value), 1.0 + float(value)
-
-
-def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
-    """A CPU generator from a seed, the generator itself, or None (torch's global one)."""
-    if generator is None or isinstance(generator, torch.Generator):
-        if generator is not None and generator.device.type != "cpu":
-            raise ValueError(
-                f"argument 'generator' is on {generator.device}, expected a CPU generator "
-                "(parameters are drawn on the CPU, so CPU and GPU runs draw the same ones)"
-            )
-        return generator
-    if isinstance(generator, bool) or not isinstance(generator, int) or generator < 0:
-        raise TypeError(
-            f"argument 'generator' is {generator!r}, expected a torch.Generator, a seed "
-            "(int >= 0) or None"
-        )
-    return torch.Generator().manual_seed(generator)
-
-
-def affine_theta(params: AugmentParams, height: int, width: int) -> torch.Tensor:
-    """The ``F.affine_grid`` matrices (B x 2 x 3) of ``params``' affine and flip.
-
-    The same inverse matrix as torchvision's ``v2.functional.affine`` (centre of the image,
-    rotation, scale, shear, translation), mapped from pixel to normalised coordinates, with the
-    horizontal flip of the output folded in (one resampling for both).
-    """
-    rot = torch.deg2rad(params.angle)
-    sx, sy = torch.deg2rad(params.shear).unbind(-1)
-    # torchvision's rotation-scale-shear matrix RSS = [[a, b], [c, d]] (scale aside), inverted.
-    a = torch.cos(rot - sy) / torch.cos(sy)
-    b = -(a * torch.tan(sx) + torch.sin(rot))
-    c = torch.sin(rot - sy) / torch.cos(sy)
-    d = torch.cos(rot) - c * torch.tan(sx)
-    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
-    inv = inv / params.scale[:, None, None]  # B x 2 x 2, output pixel -> input pixel
-    shift = -(inv @ params.translate[:, :, None])  # B x 2 x 1
-    # Mirroring the output is x -> -x before the inverse map (pixel centres map onto each other).
-    sign = 1.0 - 2.0 * params.flip.to(inv.dtype)
-    inv = inv * torch.stack([sign, torch.ones_like(sign)], -1)[:, None, :]
-    # Pixel coordinates about the centre -> affine_grid's [-1, 1] (align_corners=False).
-    to_norm = inv.new_tensor([2.0 / width, 2.0 / height])
-    linear = inv * to_norm[:, None] / to_norm[None, :]
-    return torch.cat([linear, shift * to_norm[:, None]], dim=2)
-
-
-_GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
-
-
-def _grey(image: torch.Tensor) -> torch.Tensor:
-    """B x 3 x H x W -> B x 1 x H x W, as ``v2.functional.rgb_to_grayscale``."""
-    r, g, b = image.unbind(1)
-    return (r * _GREY[0] + g * _GREY[1] + b * _GREY[2]).unsqueeze(1)
-
-
-def color_jitter(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """Per-sample brightness, contrast and saturation, in that order.
-
-    Each step is torchvision's ``adjust_brightness``/``adjust_contrast``/``adjust_saturation``
-    on a float image in [0, 1], with one factor per sample (``params.brightness`` etc., B)
-    instead of one per call; torchvision's functions take a single factor.
-
-    image: float B x C x H x W in [0, 1] -> the same shape.
-    """
-    def view(x: torch.Tensor) -> torch.Tensor:
-        return x.to(image.dtype).view(-1, 1, 1, 1)
-
-    x = (image * view(params.brightness)).clamp_(0, 1)
-    if image.shape[1] == 3:
-        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-        c = view(params.contrast)
-        x = (c * x + (1 - c) * mean).clamp_(0, 1)
-        s = view(params.saturation)
-        x = (s * x + (1 - s) * _grey(x)).clamp_(0, 1)
-    else:  # one channel: contrast only (saturation has no meaning)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        c = view(params.contrast)
-        x = (c * x + (1 - c) * mean).clamp_(0, 1)
-    return x
-
-
-def permute_channels(image: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Each sample's channels in its own order. image: B x C x H x W; order: int64 B x C."""
-    return image.gather(1, order[:, :, None, None].expand(-1, -1, *image.shape[2:]))
+    strength = check_number(name, value)
+    return max(0.0, 1.0 - strength), 1.0 + strength
 
 
 class BatchAugment:
@@ -214,7 +78,7 @@ class BatchAugment:
 
     Args:
         tasks: the tasks whose labels the batches carry (default ``multidigits_tasks()``); the
-            augmenter is audited against them when built (``check_pipeline``).
+            augmenter is audited against them when built (``audit``).
         degrees: rotation range in degrees (a number x means (-x, x)).
         translate: maximal shift as fractions of the width and height, ``(fx, fy)``.
         scale: zoom range ``(lo, hi)``.
@@ -251,7 +115,7 @@ class BatchAugment:
         generator: torch.Generator | int | None = None,
         check: bool = True,
     ) -> None:
-        self.tasks = _check_tasks(multidigits_tasks() if tasks is None else tasks)
+        self.tasks = check_tasks(multidigits_tasks() if tasks is None else tasks)
         self.degrees = _range("degrees", degrees, symmetric=True)
         self.translate = _fractions("translate", translate)
         self.scale = _range("scale", scale, symmetric=False, low=1e-3)
@@ -261,12 +125,12 @@ class BatchAugment:
         self.saturation = _jitter("saturation", saturation)
         self.channel_shuffle = check_probability("channel_shuffle", channel_shuffle)
         self.hflip = check_probability("hflip", hflip)
-        self.label_maps = _check_label_maps(label_maps, self.tasks)
+        self.label_maps = check_label_maps(label_maps, self.tasks)
         self.generator = make_generator(generator)
         self.last_params: AugmentParams | None = None
         self._luts = {t: self._lut(t, m) for t, m in self.label_maps.items()}
         if check:  # refuse, now, an augmenter that would corrupt a task's labels
-            check_pipeline(self, self.tasks)
+            audit(self, self.tasks).raise_for_problems()
 
     def _lut(self, task: str, mapping: Mapping[int, int]) -> torch.Tensor:
         lut = torch.arange(self.tasks[task].num_classes)
@@ -315,10 +179,10 @@ class BatchAugment:
     def with_label_maps(self, label_maps: LabelMaps) -> BatchAugment:
         """A copy that also applies ``label_maps`` when its flip fires."""
         out = copy.copy(self)
-        out.label_maps = _check_label_maps(
-            _merge_maps(self.label_maps, label_maps, "BatchAugment"), self.tasks)
+        out.label_maps = check_label_maps(
+            merge_maps(self.label_maps, label_maps, "BatchAugment"), self.tasks)
         out._luts = {t: out._lut(t, m) for t, m in out.label_maps.items()}
-        check_pipeline(out, out.tasks)
+        audit(out, out.tasks).raise_for_problems()
         return out
 
     def __repr__(self) -> str:
@@ -427,42 +291,3 @@ class BatchAugment:
                 mapped = lut.to(labels.device)[labels.long()].to(labels.dtype)
                 out[key] = torch.where(fired, mapped, labels)
         return out
-
-
-def ink(image: torch.Tensor) -> torch.Tensor:
-    """How far each pixel is from its image's background, in [0, 1] of the image's range.
-
-    The background is each channel's most common value (a digit image's background is one flat
-    colour, whatever colour jitter, inversion or normalisation did to it); the distance is the
-    largest over channels, divided by the image's largest, so which pixels count as ink does
-    not depend on the image's scale.
-
-    image: C x H x W or B x C x H x W -> H x W or B x H x W.
-    """
-    x = (image if image.ndim == 4 else image[None]).float()
-    top = x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)
-    levels = (x.flatten(2) * (255 / top.clamp_min(1e-12))[:, None, None]).round()
-    background = levels.mode(dim=2).values[:, :, None, None] / (255 / top[:, None, None, None])
-    dist = (x - background).abs().amax(dim=1)  # B x H x W
-    out = dist / dist.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    return out if image.ndim == 4 else out[0]
-
-
-def mask_alignment(
-    image: torch.Tensor, mask: torch.Tensor, faint: float = 0.02, strong: float = 0.5
-) -> tuple[float, float]:
-    """How well a mask fits an image's digit pixels: two fractions, 1.0 meaning perfectly.
-
-    Returns ``(labelled_with_ink, strong_ink_labelled)``: the fraction of the mask's labelled
-    pixels (mask > 0) whose ``ink`` is above ``faint``, and the fraction of strong-ink pixels
-    (``ink`` above ``strong``) that the mask labels. A mask left behind by a geometric transform,
-    or moved differently from the image, scores low on both.
-
-    image: C x H x W or B x C x H x W; mask: H x W or B x H x W (integer).
-    """
-    level = ink(image)
-    labelled = mask > 0
-    strong_px = level > strong
-    a = float((level[labelled] > faint).float().mean()) if labelled.any() else 1.0
-    b = float(labelled[strong_px].float().mean()) if strong_px.any() else 1.0
-    return a, b

@@ -13,9 +13,10 @@ classification head only; here the batch carries the mixing under reserved keys 
 - ``"mix.kind"``: 0-dim int64 on the CPU, the index in ``TRANSFORM_KINDS`` of ``"mixing"``
   (MixUp) or ``"region_mixing"`` (CutMix), so each task's declaration decides its loss.
 
-The keys contain a dot, so no task name (a Python identifier) can clash with them.
+The keys are the core's batch format (``mtlaug_lib.core.batch_format``, which the loss reads);
+they contain a dot, so no task name (a Python identifier) can clash with them.
 
-What each task declares (``Task.augmentation``) decides what happens to it:
+What each task declares (``Task.label_effects``) decides what happens to it:
 
 - ``mixes``: its loss is mixed (classification under both; a mask under MixUp, per pixel);
 - ``moves``: its labels are pasted with the image (a mask under CutMix): plain loss;
@@ -36,11 +37,12 @@ import numpy as np
 import torch
 
 from ..core.batch_format import IMAGE, MIX_KEYS, MIX_KIND, MIX_LAM, MIX_PERM
-from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.checks import check_number, check_probability, describe_value, is_int_tensor
 from ..core.tasks import SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task
 from ..data.multidigits import multidigits_tasks
-from .audit import TransformInfo, _check_tasks, check_pipeline
-from .batch import make_generator
+from .audit import audit
+from .common import check_tasks, make_generator
+from .kinds import TransformInfo
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,13 @@ class _Mixer:
         generator: torch.Generator | int | None = None,
         check: bool = True,
     ) -> None:
-        self.tasks = _check_tasks(multidigits_tasks() if tasks is None else tasks)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"argument 'alpha' is {alpha!r}, expected a number > 0")
-        self.alpha = float(alpha)
+        self.tasks = check_tasks(multidigits_tasks() if tasks is None else tasks)
+        self.alpha = check_number("alpha", alpha, strict=True)
         self.p = check_probability("p", p)
         self.generator = make_generator(generator)
         self.last_params: MixParams | None = None
         if check:  # refuse, now, a mixer that would corrupt a task's labels
-            check_pipeline(self, self.tasks)
+            audit(self, self.tasks).raise_for_problems()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(tasks={tuple(self.tasks)}, alpha={self.alpha}, "
@@ -247,5 +247,5 @@ class CutMix(_Mixer):
         inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # B x H x W
         batch[IMAGE] = torch.where(inside[:, None], image[p.perm], image)
         for name, task in self.tasks.items():
-            if name in batch and task.augmentation[self.kind] is LabelEffect.MOVES:
+            if name in batch and task.label_effects[self.kind] is LabelEffect.MOVES:
                 batch[name] = torch.where(inside, batch[name][p.perm], batch[name])

@@ -1,117 +1,31 @@
-"""Augmenting one sample with all its targets: torchvision v2 on a sample dict.
+"""Augmenting one sample with all its targets: a torchvision v2 pipeline on a sample dict.
 
 ``SampleTransform`` runs a ``torchvision.transforms.v2`` pipeline on a sample dict: the image
 as ``tv_tensors.Image`` and each mask as ``tv_tensors.Mask`` in one call (so one random draw
 moves both, masks with nearest-neighbour sampling), class labels untouched. Use it as
-``MultiDigits(transform=...)`` with a ``DataLoader``. ``RandomFlip`` is the course's flip: it
-applies label maps when it fires, which makes a flip that only swaps a task's classes safe.
-
-This module holds the sample-level augmentation (``SampleTransform``, ``RandomFlip`` and the
-helpers they share with the batch augmenter and the mixers). Every pipeline is audited when
-built: the label-safety audit (``audit``, ``check_pipeline``, ``declare_kind``) lives in
-``mtlaug_lib.augment.audit``; whole batches on their device (``BatchAugment``, per-sample random
-parameters) in ``mtlaug_lib.augment.batch``; MixUp and CutMix, which need the loss to take
-part, in ``mtlaug_lib.augment.mixing``.
+``MultiDigits(transform=...)`` with a ``DataLoader``. Its pipeline is audited and its flips
+repaired when built (``check_pipeline``, ``mtlaug_lib.augment.repair``); the library's flip,
+which applies label maps, is ``RandomFlip`` (``mtlaug_lib.augment.flip``). Whole batches on
+their device: ``mtlaug_lib.augment.batch``; MixUp and CutMix: ``mtlaug_lib.augment.mixing``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from ..core.batch_format import IMAGE
-from ..core.checks import check_probability, describe_value, is_int_tensor
+from ..core.checks import describe_value, is_int_tensor
 from ..core.tasks import SEGMENTATION, Task
 from ..data.multidigits import multidigits_tasks
-from .audit import (
-    LabelMaps,
-    TransformInfo,
-    _check_tasks,
-    _merge_maps,
-    _plain_maps,
-    _walk,
-    check_pipeline,
-)
-
-
-def _remap(labels: Any, mapping: Mapping[int, int]) -> Any:
-    """``labels`` (an int, a 0-dim tensor or a mask) with each class ``old`` set to ``new``."""
-    if isinstance(labels, int):
-        return mapping.get(labels, labels)
-    plain = labels.as_subclass(torch.Tensor)
-    out = plain.clone()
-    for old, new in mapping.items():
-        out[plain == old] = new  # from the original labels, so {1: 2, 2: 1} swaps
-    return tv_tensors.wrap(out, like=labels) if isinstance(labels, tv_tensors.TVTensor) else out
-
-
-class RandomFlip(v2.Transform):
-    """A random flip that applies label maps when it fires: the course's own flip.
-
-    It flips every ``tv_tensor`` in the input (with torchvision's kernels) with probability
-    ``p``, one draw per call like torchvision; when it fires it also maps the labels of each
-    task in ``label_maps`` (on a sample dict, by key): ``{"mask": {1: 2, 2: 1}}`` swaps a mask's
-    classes 1 and 2. This is how a flip that only permutes a task's classes becomes safe.
-
-    Args:
-        direction: ``"horizontal"`` or ``"vertical"``.
-        p: the probability of flipping.
-        label_maps: ``{task: {old class: new class}}``, applied when the flip fires.
-    """
-
-    def __init__(
-        self, direction: str = "horizontal", p: float = 0.5, label_maps: LabelMaps | None = None
-    ) -> None:
-        super().__init__()
-        if direction not in ("horizontal", "vertical"):
-            raise ValueError(
-                f"argument 'direction' is {direction!r}, expected 'horizontal' or 'vertical'"
-            )
-        self.direction = direction
-        self.p = check_probability("p", p)
-        self.label_maps = _plain_maps(label_maps)
-        flip = v2.RandomHorizontalFlip if direction == "horizontal" else v2.RandomVerticalFlip
-        self._flip = flip(p=1.0)
-
-    @property
-    def kind(self) -> str:
-        return f"{self.direction}_flip"
-
-    def audit_parts(self) -> list[TransformInfo]:
-        return [TransformInfo(f"RandomFlip({self.direction})", self.kind, handles_masks=True,
-                              takes_label_maps=True, label_maps=self.label_maps)]
-
-    def with_label_maps(self, label_maps: LabelMaps) -> RandomFlip:
-        """A copy that also applies ``label_maps`` (a different map for a task is an error)."""
-        return RandomFlip(self.direction, self.p, _merge_maps(self.label_maps, label_maps,
-                                                              type(self).__name__))
-
-    def forward(self, *inputs: Any) -> Any:
-        sample = inputs[0] if len(inputs) == 1 else inputs
-        if torch.rand(1) >= self.p:  # torchvision's draw, so DataLoader workers' seeds apply
-            return sample
-        if self.label_maps and not isinstance(sample, Mapping):
-            raise TypeError(
-                f"RandomFlip with label_maps needs a sample dict keyed by task names, got a "
-                f"{type(sample).__name__}; wrap the pipeline in SampleTransform"
-            )
-        out = self._flip(sample)
-        for task, mapping in self.label_maps.items():
-            if task in out:
-                out[task] = _remap(out[task], mapping)
-        return out
-
-    def extra_repr(self) -> str:
-        return f"direction={self.direction!r}, p={self.p}, label_maps={self.label_maps}"
-
-    def __repr__(self) -> str:  # one line: the inner flip is an implementation detail
-        return f"RandomFlip({self.extra_repr()})"
-
-
+from .common import check_tasks
+from .kinds import walk
+from .label_maps import LabelMaps
+from .repair import check_pipeline
 
 
 class SampleTransform:
@@ -144,8 +58,8 @@ class SampleTransform:
         tasks: Mapping[str, Task] | None = None,
         label_maps: LabelMaps | None = None,
     ) -> None:
-        self.tasks = _check_tasks(multidigits_tasks() if tasks is None else tasks)
-        for name, info in _walk(transform):
+        self.tasks = check_tasks(multidigits_tasks() if tasks is None else tasks)
+        for name, info in walk(transform):
             if info.v1:
                 raise TypeError(
                     f"transform {name} comes from torchvision.transforms (v1), which transforms "
@@ -158,8 +72,21 @@ class SampleTransform:
                 )
         self.transform = check_pipeline(transform, self.tasks, label_maps)
 
-    def __repr__(self) -> str:
-        return f"SampleTransform({self.transform!r}, tasks={tuple(self.tasks)})"
+    def __repr__(self) -> str:  # one line, though torchvision's Compose spreads over several
+        pipeline = " ".join(repr(self.transform).split())
+        return f"SampleTransform({pipeline}, tasks={tuple(self.tasks)})"
+
+    def audit_inner(self) -> Callable[..., Any]:
+        """The pipeline it applies (the audit's hook: its transforms are audited as if they
+        stood alone)."""
+        return self.transform
+
+    def with_inner(self, transform: Callable[..., Any]) -> SampleTransform:
+        """A copy that applies ``transform`` instead, not audited again (``check_pipeline``
+        rebuilds it around the pipeline it repaired)."""
+        out = copy.copy(self)
+        out.transform = transform
+        return out
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         """sample: ``{"image": C x H x W, mask task: H x W, class task: 0-dim}`` -> the same
@@ -259,4 +186,3 @@ class SampleTransform:
             else:
                 result[key] = value
         return result
-

@@ -46,7 +46,7 @@ class MixInfo:
         """``(lam, perm)`` if ``task``'s loss must be mixed, else None (its labels are right
         as they are: kept, or pasted with the image). A task that declares that this kind of
         mixing breaks its labels is an error."""
-        effect = task.augmentation[self.kind]
+        effect = task.label_effects[self.kind]
         if effect is LabelEffect.MIXES:
             return self.lam, self.perm
         if effect is LabelEffect.BREAKS:

@@ -10,12 +10,13 @@ load.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .files import atomic_write
 
 FORMAT = 1
 
@@ -47,12 +48,6 @@ def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
     return ", ".join(parts) or "its architecture differs"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -77,18 +72,7 @@ def save_checkpoint(
         "history": history,
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; open() would not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(

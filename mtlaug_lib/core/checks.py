@@ -44,6 +44,14 @@ def check_positive_int(name: str, value: object, upper: int | None = None) -> in
     return int(value)
 
 
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``, or a ``ValueError`` naming argument ``name``:
+    "expected an int >= 2"."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"argument {name!r} is {value!r}, expected an int >= {minimum}")
+    return int(value)
+
+
 def check_seed(seed: object, name: str = "seed") -> int:
     """A random seed: an int >= 0, or a ``ValueError`` naming argument ``name``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -63,7 +71,12 @@ def check_number(name: str, value: object, *, minimum: float = 0.0, strict: bool
 
 
 def check_choice(name: str, value: object, choices: Sequence[object]) -> Any:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` naming argument ``name``."""
-    if value not in choices:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming argument ``name``.
+
+    A bool matches only a bool choice: ``True == 1``, but ``True`` is not the number 1.
+    """
+    if value not in choices or (
+        isinstance(value, bool) and not any(choice is value for choice in choices)
+    ):
         raise ValueError(f"argument {name!r} is {value!r}, expected one of {tuple(choices)}")
     return value

@@ -1,6 +1,7 @@
-"""The seed's networks made real: the shared feature extractor, task heads, the multi-task model.
+"""The article's networks made real: the shared feature extractor, task heads, the multi-task
+model.
 
-``FeatureExtractor`` and ``Classifier`` keep the seed article's layers and names exactly (so its
+``FeatureExtractor`` and ``Classifier`` keep the article's layers and names exactly (so its
 state dicts load), adding only checks that turn a shape mismatch deep inside ``F.linear`` into
 a message that says what was expected.
 """
@@ -13,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_int
 from .tasks import CLASSIFICATION, Task
 
-FEATURE_SHAPE = (64, 7, 7)  # what the seed's extractor gives for a 3 x 28 x 28 input
+FEATURE_SHAPE = (64, 7, 7)  # what the article's extractor gives for a 3 x 28 x 28 input
 INPUT_SHAPE = (3, 28, 28)
 
 
@@ -31,17 +33,17 @@ def _check_images(x: torch.Tensor, channels: int, size: tuple[int, int] | None, 
     if size is not None and tuple(x.shape[2:]) != size:
         raise ValueError(
             f"{who} expects {size[0]} x {size[1]} images, got {x.shape[2]} x {x.shape[3]} "
-            f"(input shape {tuple(x.shape)}): its output must be 64 x 7 x 7 to fit the seed's "
+            f"(input shape {tuple(x.shape)}): its output must be 64 x 7 x 7 to fit the article's "
             "Classifier (Linear(64 * 7 * 7, 128)); resize the images, or use "
             "AdaptiveFeatureExtractor for other sizes"
         )
 
 
 class FeatureExtractor(nn.Module):
-    """The seed's shared CNN: two 3x3 convolutions with ReLU, each followed by 2x2 max-pooling.
+    """The article's shared CNN: two 3x3 convolutions with ReLU, each followed by 2x2 max-pooling.
 
     Shapes: N x 3 x 28 x 28 in, N x 64 x 7 x 7 out (28 -> 14 -> 7). Other sizes are refused,
-    because the seed's heads hard-code ``64 * 7 * 7`` input features.
+    because the article's heads hard-code ``64 * 7 * 7`` input features.
     """
 
     in_channels = 3
@@ -62,10 +64,10 @@ class FeatureExtractor(nn.Module):
 
 
 class AdaptiveFeatureExtractor(FeatureExtractor):
-    """The seed's extractor made size-agnostic: adaptive average pooling to 64 x 7 x 7.
+    """The article's extractor made size-agnostic: adaptive average pooling to 64 x 7 x 7.
 
-    Any input of at least 4 x 4 pixels gives N x 64 x 7 x 7, so the seed's heads fit. For
-    28 x 28 inputs the extra pooling is the identity, so weights carry over from the seed's
+    Any input of at least 4 x 4 pixels gives N x 64 x 7 x 7, so the article's heads fit. For
+    28 x 28 inputs the extra pooling is the identity, so weights carry over from the article's
     ``FeatureExtractor`` and give the same features.
     """
 
@@ -87,15 +89,14 @@ class AdaptiveFeatureExtractor(FeatureExtractor):
 
 
 class Classifier(nn.Module):
-    """The seed's classification head: flatten 64 x 7 x 7 -> 128 (ReLU) -> ``num_classes``.
+    """The article's classification head: flatten 64 x 7 x 7 -> 128 (ReLU) -> ``num_classes``.
 
     Shapes: N x 64 x 7 x 7 features in, N x num_classes logits out.
     """
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"argument 'num_classes' is {num_classes!r}, expected an int >= 2")
+        num_classes = check_int("num_classes", num_classes, minimum=2)
         self.fc1 = nn.Linear(64 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, num_classes)
 
@@ -121,8 +122,7 @@ class DenseHead(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 64) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"argument 'num_classes' is {num_classes!r}, expected an int >= 2")
+        num_classes = check_int("num_classes", num_classes, minimum=2)
         self.up1 = nn.ConvTranspose2d(in_channels, 32, kernel_size=2, stride=2)
         self.up2 = nn.ConvTranspose2d(32, 16, kernel_size=2, stride=2)
         self.out = nn.Conv2d(16, num_classes, kernel_size=3, padding=1)
@@ -146,7 +146,7 @@ class MultiTaskModel(nn.Module):
     with one head.
 
     Args:
-        backbone: maps N x 3 x H x W images to features (N x 64 x 7 x 7 for the seed's).
+        backbone: maps N x 3 x H x W images to features (N x 64 x 7 x 7 for the article's).
         heads: one module per task name, each mapping the features to that task's output.
     """
 
@@ -198,7 +198,7 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 def shape_trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...], int]]:
     """Run ``model`` on ``x`` and list every leaf module call in order.
 
-    Returns rows ``(name, output shape, parameters)``; a module called twice (the seed's one
+    Returns rows ``(name, output shape, parameters)``; a module called twice (the article's one
     ``pool``) appears twice, and functional calls such as ``F.relu`` do not appear at all.
     """
     rows: list[tuple[str, tuple[int, ...], int]] = []
@@ -223,12 +223,12 @@ def shape_trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int,
 def make_model(
     tasks: Mapping[str, Task], backbone: nn.Module | None = None, seed: int | None = None
 ) -> MultiTaskModel:
-    """A ``MultiTaskModel`` with one head per task: the seed's ``Classifier`` for
+    """A ``MultiTaskModel`` with one head per task: the article's ``Classifier`` for
     classification tasks, ``DenseHead`` for segmentation tasks.
 
     Args:
         tasks: the tasks, by name (their order is the heads' order).
-        backbone: the shared extractor (default: the seed's ``FeatureExtractor``).
+        backbone: the shared extractor (default: the article's ``FeatureExtractor``).
         seed: if given, the initial weights are drawn on the CPU from this seed without
             touching the global random state, so the same seed gives the same model anywhere.
     """

@@ -74,7 +74,7 @@ class Task:
         kind: ``"classification"`` (labels int64 B) or ``"segmentation"`` (labels int64 B x H x W).
         num_classes: classes (for segmentation: per pixel, background included).
         class_names: optional names of the classes.
-        augmentation: what each kind of transform does to the labels (see ``LabelEffect``);
+        label_effects: what each kind of transform does to the labels (see ``LabelEffect``);
             kinds left out take the defaults of the task's kind.
         region: for a classification task whose label describes one object of the image,
             where that object lies: ``(mask key, class)``, such as ``("mask", 1)`` for
@@ -92,7 +92,7 @@ class Task:
     kind: str
     num_classes: int
     class_names: tuple[str, ...] = ()
-    augmentation: Mapping[str, LabelEffect] = field(default_factory=dict)
+    label_effects: Mapping[str, LabelEffect] = field(default_factory=dict)
     region: tuple[str, int] | None = None
     min_visible: float = 0.9
     max_rotation: float | None = None
@@ -115,7 +115,7 @@ class Task:
                 f"{self.num_classes} classes"
             )
         effects = dict(_DEFAULT_EFFECTS[self.kind])
-        for kind, effect in self.augmentation.items():
+        for kind, effect in self.label_effects.items():
             if kind not in TRANSFORM_KINDS:
                 raise ValueError(
                     f"task {self.name!r}: unknown transform kind {kind!r}, expected one of "
@@ -127,7 +127,7 @@ class Task:
                     f"task {self.name!r}: a transform of kind {kind!r} cannot permute classes; "
                     f"'permutes' is for the kinds {FLIP_KINDS}"
                 )
-        object.__setattr__(self, "augmentation", effects)
+        object.__setattr__(self, "label_effects", effects)
         self._check_geometry()
 
     def _check_geometry(self) -> None:

@@ -9,6 +9,8 @@ import time
 import numpy as np
 import torch
 
+from .checks import check_seed
+
 DEVICE_ENV = "MTLAUG_DEVICE"
 KNOWN_DEVICES = ("cpu", "cuda", "mps")
 
@@ -63,8 +65,7 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     Course code creates data and initial weights on the CPU from such a generator, then moves
     them to the device, so CPU and GPU runs start from the same numbers.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"argument 'seed' is {seed!r}, expected a non-negative integer")
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -24,11 +24,13 @@ import functools
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..core.checks import check_positive_int
+from ..core.files import atomic_write
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -134,30 +136,14 @@ def read_notebook(path: str | os.PathLike[str]) -> NotebookNode:
 
 
 def write_notebook(nb: NotebookNode, path: str | os.PathLike[str]) -> None:
-    """Write ``nb`` to ``path`` atomically: a temp file in the same folder, then os.replace.
+    """Write ``nb`` to ``path`` atomically (``core.files.atomic_write``).
 
     A reader (or a crash) never sees a half-written notebook, and an existing file keeps its
     permission bits.
     """
     import nbformat
 
-    path = Path(path)
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            nbformat.write(nb, handle)
-        if mode is not None:
-            os.chmod(tmp_name, mode)
-        else:
-            # mkstemp creates 0600 files; a new notebook gets the usual umask-based mode.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: nbformat.write(nb, handle), text=True, keep_mode=True)
 
 
 # --------------------------------------------------------------------------- the kernel
@@ -250,8 +236,7 @@ def execute_notebook(path: str | os.PathLike[str], timeout: int = DEFAULT_TIMEOU
     from nbclient.exceptions import CellControlSignal, DeadKernelError
 
     path = Path(path)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive integer of seconds, got {timeout!r}")
+    timeout = check_positive_int("timeout", timeout)
     nb = read_notebook(path)
     _clear_outputs(nb)
 

@@ -1,4 +1,9 @@
-"""Loading batches of in-memory data sets: sliced from tensors, no per-sample Python calls."""
+"""Loaders of in-memory data sets: whole batches sliced from tensors, no per-sample Python calls.
+
+- ``TensorLoader``: batches of any data set with ``batch(index)`` (``InMemoryDataset``), in a
+  fixed or a per-epoch shuffled order;
+- ``MappedLoader`` (made by ``map_batches``): a loader whose batches pass through a function.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import torch
 
 from ..core.checks import check_positive_int, check_seed
 
-Sample = dict[str, torch.Tensor]
+Sample = dict[str, torch.Tensor]  # a sample, or a batch of them: {key: tensor}
 
 
 class InMemoryDataset(Protocol):
@@ -18,7 +23,6 @@ class InMemoryDataset(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, index: torch.Tensor) -> Sample: ...
-
 
 
 class TensorLoader:
@@ -30,12 +34,13 @@ class TensorLoader:
     ``transform`` needs torch's ``DataLoader`` instead (so the transform is not skipped).
 
     Args:
-        dataset: an in-memory data set with ``batch(index) -> {key: tensor}`` (a
-            ``MultiDigits`` or ``MultiMNIST``).
+        dataset: an in-memory data set with ``len`` and ``batch(index) -> {key: tensor}``
+            (index: int64 B; each tensor with a leading B), such as ``MultiDigits``.
         batch_size: samples per batch; the last batch may be smaller unless ``drop_last``.
         shuffle: draw a new order each epoch, from ``(seed, epoch)`` on the CPU.
         seed: decides the shuffled orders.
         device: where batches go.
+        drop_last: leave out the last batch when it is smaller than ``batch_size``.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The course's running example: MultiDigits, and MultiMNIST built the same way.
+"""The course's running example: MultiDigits, MultiMNIST built the same way, and their tasks.
 
 Both follow Sener & Koltun's MultiMNIST (NeurIPS 2018): two 28x28 digits on a 36x36 canvas,
 one at the top left (offset 0) and one at the bottom right (offset 6), overlapping where the
@@ -12,7 +12,8 @@ Every sample is a dict:
 - ``mask``: int64, 28 x 28; 0 background, 1 left digit, 2 right digit.
 
 Generation runs on the CPU in integer arithmetic, so a seed gives the same bytes on every
-machine (a test pins a checksum).
+machine (a test pins a checksum). ``multidigits_tasks`` declares the three tasks (``left``,
+``right``, ``mask``); ``load_multidigits`` gives a train and a test loader.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..core.checks import check_positive_int, check_seed
+from ..core.checks import check_choice, check_positive_int, check_seed
 from ..core.tasks import CLASSIFICATION, SEGMENTATION, LabelEffect, Task
-from .loaders import TensorLoader
+from .loaders import Sample, TensorLoader
 
 SPLITS = ("train", "test")
-TASK_KEYS = ("left", "right", "mask")
 CANVAS = 36  # Sener & Koltun's canvas side
 RIGHT_OFFSET = 6  # the right digit's top-left corner on the canvas; the left digit sits at 0
 DIGIT = 28  # MNIST's digit box, and the composed image's side
@@ -51,18 +51,6 @@ PALETTE = torch.tensor(
 )
 DEFAULT_SIZES = {"train": 10_000, "test": 2_000}
 MASK_CLASSES = ("background", "left", "right")
-
-Sample = dict[str, torch.Tensor]
-
-
-# --------------------------------------------------------------------------------------------
-# Argument checks shared by the data sets
-
-
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"argument 'split' is {split!r}, expected one of {SPLITS}")
-    return split
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,8 +266,7 @@ class ComposedDigits(Dataset):
 
     def class_counts(self, task: str) -> torch.Tensor:
         """How many samples have each class of ``task`` ('left' or 'right'): int64, 10."""
-        if task not in ("left", "right"):
-            raise ValueError(f"argument 'task' is {task!r}, expected 'left' or 'right'")
+        task = check_choice("task", task, ("left", "right"))
         return torch.bincount(getattr(self, task), minlength=10)
 
     def __repr__(self) -> str:
@@ -313,7 +300,7 @@ class MultiDigits(ComposedDigits):
         tint: bool = True,
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        self.split = _check_split(split)
+        self.split = check_choice("split", split, SPLITS)
         size = DEFAULT_SIZES[split] if size is None else check_positive_int("size", size)
         self.seed = check_seed(seed)
         digits, labels = self.source_digits()
@@ -362,7 +349,7 @@ class MultiMNIST(ComposedDigits):
         tint: bool = True,
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        self.split = _check_split(split)
+        self.split = check_choice("split", split, SPLITS)
         self.seed = check_seed(seed)
         self.transform = transform
         digits, labels = load_mnist(root, split, download=download)
@@ -381,7 +368,7 @@ def load_mnist(
     """
     from torchvision.datasets import MNIST
 
-    _check_split(split)
+    check_choice("split", split, SPLITS)
     raw = Path(root) / "MNIST" / "raw"
     wanted = MNIST_FILES[split]
     if not download:

@@ -3,10 +3,11 @@
 ``train`` owns what every run needs: moving batches to the device, the learning-rate schedule,
 counting work (images, forward and backward passes through the shared backbone), per-step
 losses, periodic evaluation, a progress bar, checkpoints and resuming. *How* a batch updates
-the model is a ``Strategy`` (``mtlaug_lib.training.strategies``: joint, alternating, sequential, and
-later gradient-combination methods), so strategies plug in without touching the loop. The loop
-also builds the optimizers a strategy asks for (one shared, or one per task) and can record the
-gradient conflict between tasks every few steps.
+the model is a ``Strategy`` (``strategy``; joint, alternating and sequential in ``strategies``,
+the weighting methods through ``weighting.Weighted``, any of them by name through
+``registry.make_strategy``), so strategies plug in without touching the loop. The loop also
+builds the optimizers a strategy asks for (``optimizers``: one shared, or one per task) and can
+record the gradient conflict between tasks every few steps (``conflict``).
 """
 
 from __future__ import annotations
@@ -22,32 +23,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.checks import check_positive_int
 from ..core.losses import MultiTaskLoss
 from ..core.tasks import Task
-from .strategies import (
-    STRATEGIES,
-    Alternating,
-    Batch,
-    Joint,
-    NonFiniteLossError,
-    OptimizerSpec,
-    Sequential,
-    StepStats,
-    Strategy,
-    TaskOptimizers,
-    TaskSchedulers,
-    check_finite,
-    gradient_conflict,
-    make_optimizers,
-    make_strategy,
-    pair_name,
-)
-
-# Re-exported: these lived here before strategies.py, and callers import them from here.
-__all__ = [
-    "STRATEGIES", "Alternating", "History", "Joint", "NonFiniteLossError", "Sequential",
-    "StepStats", "Strategy", "check_finite", "evaluate", "make_strategy", "train",
-]
+from .conflict import gradient_conflict, pair_name
+from .optimizers import OptimizerSpec, TaskOptimizers, TaskSchedulers, make_optimizers
+from .registry import make_strategy
+from .strategy import Batch, StepStats, Strategy
 
 
 @dataclass
@@ -253,8 +235,8 @@ class _SharedOptimizerState:
 
 
 def _check_positive_int_or_none(name: str, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"argument {name!r} is {value!r}, expected a positive integer")
+    if value is not None:
+        check_positive_int(name, value)
 
 
 def train(
@@ -297,8 +279,8 @@ def train(
             each, all stepped every batch.
         strategy: how a batch updates the model: ``"joint"``, ``"alternating"``,
             ``"alternating-random"``, ``"sequential"``, a weighting method's name (``"mgda"``,
-            ``"pcgrad"``, ...: ``weighting.WEIGHTINGS``), or a ``Strategy`` (for options, such
-            as ``Alternating(optimizers="per_task")`` or ``Weighted("mgda",
+            ``"pcgrad"``, ...: ``weighting.WEIGHTING_METHODS``), or a ``Strategy`` (for
+            options, such as ``Alternating(optimizers="per_task")`` or ``Weighted("mgda",
             source="parameters")``).
         weights: per-task loss weights (default 1 each).
         augment: applied to each training batch on the device, before the update (batch
@@ -317,8 +299,7 @@ def train(
         on_epoch_end: called with the history after each epoch's checkpoint.
         progress: show a tqdm progress bar.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"argument 'epochs' is {epochs!r}, expected a positive integer")
+    check_positive_int("epochs", epochs)
     _check_positive_int_or_none("eval_every", eval_every)
     _check_positive_int_or_none("conflict_every", conflict_every)
     if conflict_every is not None and len(tasks) < 2:
