@@ -183,8 +183,8 @@ def test_channel_shuffle_permutes_each_samples_channels(data, tasks) -> None:
          "expected float B x C x H x W"),
         ({"depth": torch.zeros(4, 28, 28)}, KeyError, "holds 'depth', which is neither"),
         ({"mask": torch.zeros(4, 14, 14, dtype=torch.int64)}, ValueError,
-         r"batch\['mask'\] is a Tensor of shape \(4, 14, 14\).* expected integer B x H x W"),
-        ({"left": torch.zeros(4)}, ValueError, r"batch\['left'\] .* expected integer B"),
+         r"batch\['mask'\] is a Tensor of shape \(4, 14, 14\).* expected integer labels B x H x W"),
+        ({"left": torch.zeros(4)}, ValueError, r"batch\['left'\] .* expected integer labels B"),
     ],
 )
 def test_batch_augment_errors(data, tasks, batch_change, error, pattern) -> None:

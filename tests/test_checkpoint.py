@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_checks import equal_states
 
 from mtlaug_lib.core.checkpoint import load_checkpoint, model_signature, save_checkpoint
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -25,16 +26,6 @@ from mtlaug_lib.training.strategies import Joint
 def data() -> tuple[MultiDigits, MultiDigits]:
     return MultiDigits("train", size=64, seed=0), MultiDigits("test", size=16, seed=0)
 
-
-def equal_states(a: dict, b: dict) -> bool:
-    """Nested state dicts (model, optimizer, scheduler) equal, tensors bit for bit."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal_states(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(equal_states(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def trained(tasks, steps: int = 2):

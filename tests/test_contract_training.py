@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import torch
+from state_checks import conflicting_G, equal_states, random_G
 from torch import nn
 
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -125,16 +126,6 @@ def tiny_model(tasks: dict[str, Task]) -> MultiTaskModel:
                  for name, task in tasks.items()}
         return MultiTaskModel(backbone, heads)
 
-
-def equal_states(a: Any, b: Any) -> bool:
-    """Nested states equal, tensors bit for bit."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal_states(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(equal_states(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def count_work(model: nn.Module) -> dict[str, int]:
@@ -289,17 +280,6 @@ def test_a_non_finite_loss_stops_the_step_before_any_change(
 
 # ---- every weighting method ------------------------------------------------------------------
 
-
-def random_G(T: int, D: int, seed: int) -> torch.Tensor:
-    return torch.randn(T, D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def conflicting_G(T: int, D: int, seed: int) -> torch.Tensor:
-    """Gradients with at least one conflicting pair (<g_0, g_1> < 0)."""
-    G = random_G(T, D, seed)
-    if G[0] @ G[1] > 0:
-        G[1] = -G[1]
-    return G
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)

@@ -101,8 +101,8 @@ def test_mixer_errors(data, tasks) -> None:
         CutMix(tasks)(MixUp(tasks)(batch))
     with pytest.raises(KeyError, match="holds 'depth', which is neither 'image' nor"):
         MixUp(tasks)({**batch, "depth": torch.zeros(4)})
-    with pytest.raises(ValueError, match=r"batch\['mask'\] .* expected integer labels of shape "
-                       r"\(4, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"batch\['mask'\] .* expected integer labels "
+                       r"B x H x W \(a mask\) = \(4, 28, 28\)"):
         CutMix(tasks)({**batch, "mask": torch.zeros(4, 28, 28)})
     with pytest.raises(ValueError, match="argument 'alpha' is 0, expected a finite number > 0"):
         MixUp(tasks, alpha=0)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from state_checks import equal_states
 from torch import nn
 
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -62,16 +63,6 @@ def loader(data: MultiDigits) -> TensorLoader:
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-
-def equal_states(a, b) -> bool:
-    """Nested state dicts equal, tensors bit for bit."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal_states(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(equal_states(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def sgd(model: nn.Module) -> torch.optim.SGD:

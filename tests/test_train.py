@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from state_checks import equal_states
 from torch import nn
 
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -49,9 +50,6 @@ def test_data() -> MultiDigits:
 def loader(data: MultiDigits, batch_size: int = 32, shuffle: bool = True) -> TensorLoader:
     return TensorLoader(data, batch_size, shuffle=shuffle, seed=0)
 
-
-def equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_checks import conflicting_G, random_G
 from torch import nn
 
 from mtlaug_lib.core.losses import MultiTaskLoss
@@ -39,17 +40,6 @@ from mtlaug_lib.training.weighting.loss_based import DWA, UncertaintyWeighting, 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SOURCES = list(GRADIENT_SOURCES)
 
-
-def random_G(T: int, D: int, seed: int) -> torch.Tensor:
-    return torch.randn(T, D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def conflicting_G(T: int, D: int, seed: int) -> torch.Tensor:
-    """Gradients with at least one conflicting pair (<g_0, g_1> < 0)."""
-    G = random_G(T, D, seed)
-    if G[0] @ G[1] > 0:
-        G[1] = -G[1]
-    return G
 
 
 SHAPES = [(T, D, seed) for T, D in [(3, 3), (3, 20), (4, 2), (4, 50), (5, 8)] for seed in (0, 1)]

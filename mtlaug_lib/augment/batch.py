@@ -17,12 +17,12 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from ..core.batch_format import IMAGE, MIX_PREFIX
-from ..core.checks import check_number, check_probability, describe_value, is_int_tensor
+from ..core.batch_format import IMAGE
+from ..core.checks import check_number, check_probability
 from ..core.tasks import SEGMENTATION, Task
 from ..data.multidigits import multidigits_tasks
 from .audit import audit
-from .common import check_tasks, make_generator
+from .common import check_batch, check_tasks, make_generator
 from .functional import AugmentParams, affine_theta, color_jitter, permute_channels
 from .kinds import TransformInfo
 from .label_maps import LabelMaps, check_label_maps, merge_maps
@@ -223,36 +223,10 @@ class BatchAugment:
         )
 
     def _check_batch(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if not isinstance(batch, Mapping) or IMAGE not in batch:
-            got = tuple(batch) if isinstance(batch, Mapping) else type(batch).__name__
-            raise KeyError(f"BatchAugment: the batch is {got}, expected a dict with 'image'")
-        image = batch[IMAGE]
-        if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
-            raise ValueError(
-                f"BatchAugment: batch['image'] is a {describe_value(image)}, expected float "
-                "B x C x H x W in [0, 1]"
-            )
-        b, c, h, w = image.shape
+        image = check_batch("BatchAugment", batch, self.tasks)
+        c = image.shape[1]
         if (self.photometric or self.channel_shuffle) and c not in (1, 3):
             raise ValueError(f"BatchAugment: batch['image'] has {c} channels, expected 1 or 3")
-        for key, value in batch.items():
-            if key == IMAGE or key.startswith(MIX_PREFIX):  # MixUp/CutMix's keys pass through
-                continue
-            task = self.tasks.get(key)
-            if task is None:
-                raise KeyError(
-                    f"BatchAugment: the batch holds {key!r}, which is neither 'image' nor one of "
-                    f"the tasks {tuple(self.tasks)}; it cannot tell how to transform it"
-                )
-            want = (b, h, w) if task.kind == SEGMENTATION else (b,)
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != want or not (
-                is_int_tensor(value)
-            ):
-                layout = "B x H x W (a mask)" if task.kind == SEGMENTATION else "B"
-                raise ValueError(
-                    f"BatchAugment: batch[{key!r}] is a {describe_value(value)}, expected "
-                    f"integer {layout} = {want} for the image {tuple(image.shape)}"
-                )
         return image
 
     def __call__(

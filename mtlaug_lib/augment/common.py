@@ -1,7 +1,9 @@
-"""The arguments every augmenter takes: the tasks it is audited against, and its random source.
+"""The arguments every augmenter takes: the tasks it is audited against, its random source, and
+the batch it transforms.
 
-``check_tasks`` and ``make_generator`` are shared by the audit, the sample-level and batch-level
-augmenters and the mixers, so that each argument is checked, and its error worded, once.
+``check_tasks``, ``make_generator`` and ``check_batch`` are shared by the audit, the sample-level
+and batch-level augmenters and the mixers, so that each argument is checked, and its error
+worded, once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from collections.abc import Mapping
 
 import torch
 
-from ..core.tasks import Task
+from ..core.batch_format import IMAGE, MIX_PREFIX
+from ..core.checks import describe_value, is_int_tensor
+from ..core.tasks import SEGMENTATION, Task
 
 
 def check_tasks(tasks: Mapping[str, Task]) -> dict[str, Task]:
@@ -47,3 +51,40 @@ def make_generator(generator: torch.Generator | int | None) -> torch.Generator |
             "(int >= 0) or None"
         )
     return torch.Generator().manual_seed(generator)
+
+
+def check_batch(
+    who: str, batch: object, tasks: Mapping[str, Task], action: str = "transform"
+) -> torch.Tensor:
+    """The image of ``batch`` (float B x C x H x W) after checking that every other entry is
+    the labels of one of ``tasks``: integer B (a class per image) or B x H x W (a mask).
+    Mixing keys (``MIX_PREFIX``) pass. ``who`` names the augmenter in the errors, ``action``
+    what it would do with an unknown entry."""
+    if not isinstance(batch, Mapping) or IMAGE not in batch:
+        got = tuple(batch) if isinstance(batch, Mapping) else type(batch).__name__
+        raise KeyError(f"{who}: the batch is {got}, expected a dict with 'image'")
+    image = batch[IMAGE]
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
+        raise ValueError(
+            f"{who}: batch['image'] is a {describe_value(image)}, expected float "
+            "B x C x H x W in [0, 1]"
+        )
+    b, _, h, w = image.shape
+    for key, value in batch.items():
+        if key == IMAGE or key.startswith(MIX_PREFIX):  # a mixer's keys are not labels
+            continue
+        task = tasks.get(key)
+        if task is None:
+            raise KeyError(
+                f"{who}: the batch holds {key!r}, which is neither 'image' nor one of the "
+                f"tasks {tuple(tasks)}; it cannot tell how to {action} it"
+            )
+        want = (b, h, w) if task.kind == SEGMENTATION else (b,)
+        if not (isinstance(value, torch.Tensor) and tuple(value.shape) == want
+                and is_int_tensor(value)):
+            layout = "B x H x W (a mask)" if task.kind == SEGMENTATION else "B"
+            raise ValueError(
+                f"{who}: batch[{key!r}] is a {describe_value(value)}, expected integer labels "
+                f"{layout} = {want} for the image {tuple(image.shape)}"
+            )
+    return image

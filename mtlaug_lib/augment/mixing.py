@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from ..core.batch_format import IMAGE, MIX_KEYS, MIX_KIND, MIX_LAM, MIX_PERM
-from ..core.checks import check_number, check_probability, describe_value, is_int_tensor
-from ..core.tasks import SEGMENTATION, TRANSFORM_KINDS, LabelEffect, Task
+from ..core.checks import check_number, check_probability
+from ..core.tasks import TRANSFORM_KINDS, LabelEffect, Task
 from ..data.multidigits import multidigits_tasks
 from .audit import audit
-from .common import check_tasks, make_generator
+from .common import check_batch, check_tasks, make_generator
 from .kinds import TransformInfo
 
 
@@ -111,38 +111,12 @@ class _Mixer:
                               batch_only=True)]
 
     def _check_batch(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if not isinstance(batch, Mapping) or IMAGE not in batch:
-            got = tuple(batch) if isinstance(batch, Mapping) else type(batch).__name__
-            raise KeyError(f"{type(self).__name__}: the batch is {got}, expected a dict "
-                           "with 'image'")
-        if any(k in batch for k in MIX_KEYS):
+        if isinstance(batch, Mapping) and any(k in batch for k in MIX_KEYS):
             raise ValueError(
                 f"{type(self).__name__}: the batch is already mixed (it holds {MIX_LAM!r}); "
                 "apply one mixer per batch"
             )
-        image = batch[IMAGE]
-        if not isinstance(image, torch.Tensor) or image.ndim != 4 or not image.is_floating_point():
-            raise ValueError(f"{type(self).__name__}: batch['image'] is a "
-                             f"{describe_value(image)}, expected float B x C x H x W")
-        b, _, h, w = image.shape
-        for key, value in batch.items():
-            if key == IMAGE:
-                continue
-            task = self.tasks.get(key)
-            if task is None:
-                raise KeyError(
-                    f"{type(self).__name__}: the batch holds {key!r}, which is neither 'image' "
-                    f"nor one of the tasks {tuple(self.tasks)}; it cannot tell how to mix it"
-                )
-            want = (b, h, w) if task.kind == SEGMENTATION else (b,)
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != want or not (
-                is_int_tensor(value)
-            ):
-                raise ValueError(
-                    f"{type(self).__name__}: batch[{key!r}] is a {describe_value(value)}, "
-                    f"expected integer labels of shape {want}"
-                )
-        return image
+        return check_batch(type(self).__name__, batch, self.tasks, action="mix")
 
     def sample_params(self, batch_size: int, height: int, width: int) -> MixParams:
         raise NotImplementedError
