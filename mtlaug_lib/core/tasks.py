@@ -32,7 +32,7 @@ class LabelEffect(str, Enum):
     MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
 
 
-# Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment.audit`` maps each
+# Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment.kinds`` maps each
 # transform to one). Flips get their own kinds because a task often has a symmetry on one axis
 # only; ``occlusion`` (random erasing) hides pixels that a mask still labels; ``mixing`` blends
 # whole images (MixUp) while ``region_mixing`` pastes a region (CutMix), which moves a mask
