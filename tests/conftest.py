@@ -24,7 +24,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tasks() -> dict[str, Task]:
+    """The course's three tasks on MultiDigits: ``left``, ``right`` and ``mask``."""
     return multidigits_tasks()
+
+
+@pytest.fixture(scope="module")
+def digit_tasks() -> dict[str, Task]:
+    """The two digit-classification tasks, ``left`` and ``right``."""
+    return select_tasks(multidigits_tasks(), ["left", "right"])
 
 
 @pytest.fixture(scope="module")
@@ -38,4 +45,5 @@ def unlimited() -> dict[str, Task]:
 
 @pytest.fixture(scope="module")
 def mask_only(tasks) -> dict[str, Task]:
+    """The segmentation task alone."""
     return select_tasks(tasks, ["mask"])

@@ -27,9 +27,9 @@ from torch import nn
 
 from mtlaug_lib.core.losses import MultiTaskLoss
 from mtlaug_lib.core.models import MultiTaskModel
-from mtlaug_lib.core.tasks import Task, select_tasks
+from mtlaug_lib.core.tasks import Task
 from mtlaug_lib.data.loaders import TensorLoader
-from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.data.multidigits import MultiDigits
 from mtlaug_lib.training.conflict import task_gradients
 from mtlaug_lib.training.gradient_source import GRADIENT_SOURCES, make_gradient_source
 from mtlaug_lib.training.loop import train
@@ -99,11 +99,6 @@ def method_for(name: str, tasks: Sequence[str]) -> WeightingMethod:
     method = built(make_weighting_method, name, tasks)
     method.reset(list(tasks))
     return method
-
-
-@pytest.fixture(scope="module")
-def digit_tasks() -> dict[str, Task]:
-    return select_tasks(multidigits_tasks(), ["left", "right"])
 
 
 @pytest.fixture(scope="module")

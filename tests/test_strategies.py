@@ -25,7 +25,7 @@ from mtlaug_lib.core.losses import MultiTaskLoss
 from mtlaug_lib.core.models import FeatureExtractor, make_model
 from mtlaug_lib.core.tasks import CLASSIFICATION, Task, select_tasks
 from mtlaug_lib.data.loaders import TensorLoader
-from mtlaug_lib.data.multidigits import MultiDigits, multidigits_tasks
+from mtlaug_lib.data.multidigits import MultiDigits
 from mtlaug_lib.training.conflict import (
     cosine_matrix,
     gradient_conflict,
@@ -39,11 +39,6 @@ from mtlaug_lib.training.strategies import Alternating, Joint, Sequential
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 train_module = importlib.import_module("mtlaug_lib.training.loop")
-
-
-@pytest.fixture(scope="module")
-def digit_tasks() -> dict[str, Task]:
-    return select_tasks(multidigits_tasks(), ["left", "right"])
 
 
 @pytest.fixture(scope="module")
