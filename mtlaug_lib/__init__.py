@@ -28,29 +28,38 @@ from .augment.registry import AUGMENTERS
 from .augment.repair import check_pipeline
 from .augment.sample import SampleTransform
 from .core.checkpoint import load_checkpoint, save_checkpoint
+from .core.encoder_decoder import EncoderDecoder
 from .core.losses import MultiTaskLoss
 from .core.models import (
     AdaptiveFeatureExtractor,
     Classifier,
+    ConvHead,
     DenseHead,
     FeatureExtractor,
     MultiTaskModel,
+    PooledClassifier,
     count_macs,
     count_parameters,
     make_model,
     shape_trace,
 )
+from .core.task_kinds import IGNORE_INDEX, TASK_KINDS, TaskKind
 from .core.tasks import LabelEffect, Task, multitask_score, select_tasks
 from .core.utils import Stopwatch, get_device, seed_everything, set_deterministic, synchronize
 from .data import (
     MultiDigits,
     MultiMNIST,
+    NYUv2,
+    Scenes,
     TensorLoader,
     compose_pairs,
     load_mnist,
     load_multidigits,
+    load_scenes,
     map_batches,
     multidigits_tasks,
+    nyuv2_tasks,
+    scenes_tasks,
     sklearn_digits_as_mnist,
     source_split,
 )
@@ -87,6 +96,11 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "scenes_tasks",
+    "nyuv2_tasks",
+    "load_scenes",
+    "Scenes",
+    "NYUv2",
     "Stopwatch",
     "synchronize",
     "WEIGHTING_METHODS",
@@ -118,8 +132,11 @@ __all__ = [
     "transform_kinds",
     "History",
     "Joint",
+    "IGNORE_INDEX",
     "LabelEffect",
     "MultiTaskLoss",
+    "TASK_KINDS",
+    "TaskKind",
     "NonFiniteLossError",
     "Strategy",
     "Task",
@@ -135,8 +152,11 @@ __all__ = [
     "train",
     "AdaptiveFeatureExtractor",
     "Classifier",
+    "ConvHead",
     "DenseHead",
+    "EncoderDecoder",
     "FeatureExtractor",
+    "PooledClassifier",
     "MultiDigits",
     "MultiMNIST",
     "MultiTaskModel",

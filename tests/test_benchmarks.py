@@ -41,3 +41,25 @@ def test_bench_audit_runs_and_records(tmp_path: Path) -> None:
     assert out.exists() and set(result["audit_s (median)"]) == set(
         result["kinds_only_s (median)"])
     assert all(s > 0 for s in result["audit_s (median)"].values())
+
+
+def test_bench_dense_model_runs_and_records(tmp_path: Path) -> None:
+    out = tmp_path / "dense_model.json"
+    result = _load("bench_dense_model").main(
+        ["--widths", "2", "--heads", "1x1", "--sizes", "8", "--threads", "1", "--batch-size",
+         "2", "--steps", "1", "--rounds", "1", "--out", str(out)])
+    times = json.loads(out.read_text())["step_time (median and range over rounds)"]["1 thread"]
+    assert set(times) == {"reference (MultiDigits, 28)", "width 2, 1x1 heads, 8 x 8"}
+    assert result["costs"]["width 2, 1x1 heads"]["macs_per_image"]["8"]["backbone"] > 0
+
+
+def test_bench_scenes_runs_and_records(tmp_path: Path) -> None:
+    out = tmp_path / "scenes.json"
+    result = _load("bench_scenes").main(
+        ["--size", "8", "--repeats", "1", "--size-repeats", "1", "--image-sizes", "16",
+         "--threads", "1", "--out", str(out)])
+    recorded = json.loads(out.read_text())
+    assert recorded["size"] == 8 and set(recorded["timings"]["1 thread"]["by_image_size"]) == {
+        "16"}
+    memory = result["stored (images, semantic, depth, normals) by image size"]["16"]
+    assert memory["bytes_per_sample"] == 12 * 16 * 16

@@ -9,12 +9,17 @@ import torch.nn.functional as F
 from mtlaug_lib.core.models import (
     AdaptiveFeatureExtractor,
     Classifier,
+    ConvHead,
     DenseHead,
     FeatureExtractor,
     MultiTaskModel,
+    PooledClassifier,
     count_parameters,
+    make_model,
     shape_trace,
 )
+from mtlaug_lib.core.tasks import Task
+from mtlaug_lib.data.multidigits import multidigits_tasks
 
 
 def test_feature_extractor_is_the_articles() -> None:
@@ -108,3 +113,65 @@ def test_shape_trace_lists_calls_in_order() -> None:
         (1, 32, 28, 28), (1, 32, 14, 14), (1, 64, 14, 14), (1, 64, 7, 7)
     ]
     assert [r[2] for r in rows] == [896, 0, 18496, 0]
+
+
+def test_make_model_still_builds_the_articles_model_weight_for_weight() -> None:
+    """The article's model as it was always drawn: heads in task order, then the backbone."""
+    tasks = multidigits_tasks()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        heads = {"left": Classifier(10), "right": Classifier(10), "mask": DenseHead(3)}
+        expected = MultiTaskModel(FeatureExtractor(), heads).state_dict()
+    for model in (make_model(tasks, seed=0), make_model(tasks, backbone="article", seed=0)):
+        state = model.state_dict()
+        assert list(state) == list(expected)
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+        assert type(model.backbone) is FeatureExtractor
+    own = AdaptiveFeatureExtractor()
+    model = make_model(tasks, backbone=own)
+    assert model.backbone is own and isinstance(model.heads["mask"], DenseHead)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"backbone": "unet"}, r"argument 'backbone' is 'unet', expected one of \('article', "
+                               r"'encoder_decoder'\)"),
+        ({"width": 8}, r"argument\(s\) \['width'\] only apply to backbone='encoder_decoder', "
+                       r"got backbone=None"),
+        ({"backbone": FeatureExtractor(), "depth": 2}, r"\['depth'\] .* got backbone="
+                                                       r"'FeatureExtractor'"),
+        ({"head_hidden": 4}, "argument 'head_hidden' only applies to an encoder-decoder"),
+        ({"backbone": "encoder_decoder", "width": 0}, "argument 'width' is 0"),
+        ({"backbone": "encoder_decoder", "head_hidden": -1}, "argument 'head_hidden' is -1"),
+    ],
+)
+def test_make_model_refuses_options_that_do_not_apply(kwargs: dict, pattern: str) -> None:
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match=pattern):
+        make_model(multidigits_tasks(), **kwargs)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_conv_head_and_pooled_classifier_shapes_and_errors() -> None:
+    head = ConvHead(8, 1)
+    assert head(torch.zeros(2, 8, 5, 7)).shape == (2, 1, 5, 7)
+    with pytest.raises(ValueError, match=r"ConvHead expects features N x 8 x H x W, got shape"):
+        head(torch.zeros(2, 4, 5, 7))
+    with pytest.raises(ValueError, match="argument 'out_channels' is 0"):
+        ConvHead(8, 0)
+    clf = PooledClassifier(8, 4)
+    assert clf(torch.zeros(2, 8, 5, 7)).shape == (2, 4)
+    # Global average pooling: the class scores depend on the features' means only.
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.allclose(clf(x), clf(x.flip(-1).transpose(2, 3)), atol=1e-6)
+    with pytest.raises(ValueError, match="PooledClassifier expects features N x 8 x H x W"):
+        clf(torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="argument 'num_classes' is 1"):
+        PooledClassifier(8, 1)
+
+
+def test_make_model_sizes_each_dense_head_by_the_tasks_output_channels() -> None:
+    tasks = {"sem": Task("sem", "segmentation", 7)}
+    model = make_model(tasks, backbone="encoder_decoder", width=4, depth=1)
+    assert model.heads["sem"].out.out_channels == tasks["sem"].out_channels == 7

@@ -1,5 +1,5 @@
 """The article's networks made real: the shared feature extractor, task heads, the multi-task
-model.
+model; and the heads that sit on the encoder-decoder (``encoder_decoder``) for dense tasks.
 
 ``FeatureExtractor`` and ``Classifier`` keep the article's layers and names exactly (so its
 state dicts load), adding only checks that turn a shape mismatch deep inside ``F.linear`` into
@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_int
-from .tasks import CLASSIFICATION, Task
+from .checks import check_choice, check_int
+from .encoder_decoder import EncoderDecoder
+from .tasks import CLASSIFICATION, SEGMENTATION, Task
 
 FEATURE_SHAPE = (64, 7, 7)  # what the article's extractor gives for a 3 x 28 x 28 input
 INPUT_SHAPE = (3, 28, 28)
@@ -139,6 +140,62 @@ class DenseHead(nn.Module):
         return self.out(x)
 
 
+class ConvHead(nn.Module):
+    """A dense head on full-resolution features: a 3x3 convolution with ReLU, then a 1x1
+    convolution to the task's output channels (``hidden=0``: the 1x1 convolution alone).
+
+    Shapes: N x in_channels x H x W -> N x out_channels x H x W (logits for segmentation,
+    depth for depth, an unnormalised normal for normals: the task's loss and metrics take it
+    from there). The 3x3 layer gives each task a little capacity of its own on top of what the
+    tasks share.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int | None = None) -> None:
+        super().__init__()
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        out_channels = check_int("out_channels", out_channels, minimum=1)
+        hidden = in_channels if hidden is None else check_int("hidden", hidden, minimum=0)
+        self.hidden = (
+            nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1) if hidden else None
+        )
+        self.out = nn.Conv2d(hidden or in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x in_channels x H x W -> N x out_channels x H x W."""
+        first = self.hidden if self.hidden is not None else self.out
+        if x.ndim != 4 or x.shape[1] != first.in_channels:
+            raise ValueError(
+                f"ConvHead expects features N x {first.in_channels} x H x W, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if self.hidden is not None:
+            x = F.relu(self.hidden(x))
+        return self.out(x)
+
+
+class PooledClassifier(nn.Module):
+    """A classification head on feature maps of any size: global average pooling, then a
+    linear layer.
+
+    Shapes: N x in_channels x H x W -> N x num_classes.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x in_channels x H x W -> N x num_classes."""
+        if x.ndim != 4 or x.shape[1] != self.fc.in_features:
+            raise ValueError(
+                f"PooledClassifier expects features N x {self.fc.in_features} x H x W, got "
+                f"shape {tuple(x.shape)}"
+            )
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 class MultiTaskModel(nn.Module):
     """Hard parameter sharing: one backbone, one head per task.
 
@@ -220,27 +277,86 @@ def shape_trace(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int,
     return rows
 
 
+BACKBONES = ("article", "encoder_decoder")  # make_model's backbones by name
+
+
 def make_model(
-    tasks: Mapping[str, Task], backbone: nn.Module | None = None, seed: int | None = None
+    tasks: Mapping[str, Task],
+    backbone: nn.Module | str | None = None,
+    seed: int | None = None,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    head_hidden: int | None = None,
 ) -> MultiTaskModel:
-    """A ``MultiTaskModel`` with one head per task: the article's ``Classifier`` for
-    classification tasks, ``DenseHead`` for segmentation tasks.
+    """A ``MultiTaskModel`` with one head per task.
+
+    With the article's backbone (the default, or ``backbone="article"``): the article's
+    ``Classifier`` for classification tasks and ``DenseHead`` (28 x 28 masks) for segmentation
+    tasks. With ``backbone="encoder_decoder"`` (or an ``EncoderDecoder`` instance): full-
+    resolution features, a ``ConvHead`` with ``task.out_channels`` outputs for each dense task
+    (segmentation, depth, normals) and a ``PooledClassifier`` for each classification task.
 
     Args:
         tasks: the tasks, by name (their order is the heads' order).
-        backbone: the shared extractor (default: the article's ``FeatureExtractor``).
+        backbone: ``None`` or ``"article"`` (the article's ``FeatureExtractor``),
+            ``"encoder_decoder"``, or the shared extractor as a module (an ``EncoderDecoder``
+            gets the dense heads, any other module the article's heads).
         seed: if given, the initial weights are drawn on the CPU from this seed without
             touching the global random state, so the same seed gives the same model anywhere.
+        width, depth: the ``EncoderDecoder``'s options (its defaults if not given: width 8,
+            depth 3); only with ``backbone="encoder_decoder"``.
+        head_hidden: channels of each ``ConvHead``'s 3x3 layer (default: the backbone's width;
+            0: a 1x1 convolution alone, which makes a step about a third cheaper at width 8
+            (``benchmarks/bench_dense_model.py``) but leaves each task only a linear map of the
+            shared features); only with an encoder-decoder.
     """
     if not tasks:
         raise ValueError("argument 'tasks' is empty, expected at least one Task")
+    if backbone is None or isinstance(backbone, str):
+        check_choice("backbone", "article" if backbone is None else backbone, BACKBONES)
+    options = {"width": width, "depth": depth}
+    given = [k for k, v in options.items() if v is not None]
+    if given and backbone != "encoder_decoder":
+        shown = backbone if backbone is None or isinstance(backbone, str) else type(backbone)
+        raise ValueError(
+            f"argument(s) {given} only apply to backbone='encoder_decoder', got backbone="
+            f"{getattr(shown, '__name__', shown)!r}"
+        )
+    dense = backbone == "encoder_decoder" or isinstance(backbone, EncoderDecoder)
+    if head_hidden is not None:
+        if not dense:
+            raise ValueError("argument 'head_hidden' only applies to an encoder-decoder backbone")
+        check_int("head_hidden", head_hidden, minimum=0)
+    if not dense:
+        other = [f"{name!r} ({t.kind})" for name, t in tasks.items()
+                 if t.kind not in (CLASSIFICATION, SEGMENTATION)]
+        if other:
+            raise ValueError(
+                f"task(s) {', '.join(other)} need full-resolution features, which the article's "
+                "backbone does not give (its DenseHead draws 28 x 28 class maps from 7 x 7 "
+                "features): use make_model(tasks, backbone='encoder_decoder')"
+            )
 
     def build() -> MultiTaskModel:
+        if dense:
+            net = backbone if isinstance(backbone, EncoderDecoder) else EncoderDecoder(
+                **{k: v for k, v in options.items() if v is not None})
+            dense_heads = {
+                name: PooledClassifier(net.out_channels, t.num_classes)
+                if t.kind == CLASSIFICATION
+                else ConvHead(net.out_channels, t.out_channels, head_hidden)
+                for name, t in tasks.items()
+            }
+            return MultiTaskModel(net, dense_heads)
+        # The article's model: the heads are drawn before the backbone, as they always were,
+        # so seeded models (and every number the notebooks store) stay the same.
         heads = {
             name: (Classifier if t.kind == CLASSIFICATION else DenseHead)(t.num_classes)
             for name, t in tasks.items()
         }
-        return MultiTaskModel(backbone if backbone is not None else FeatureExtractor(), heads)
+        extractor = backbone if isinstance(backbone, nn.Module) else FeatureExtractor()
+        return MultiTaskModel(extractor, heads)
 
     if seed is None:
         return build()

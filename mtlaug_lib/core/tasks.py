@@ -7,73 +7,51 @@ augmentation audit (notebook 03) asks each task what a transform does to its lab
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 import torch
-import torch.nn.functional as F
 
+from .task_kinds import (
+    FLIP_KINDS,
+    IGNORE_INDEX,
+    TASK_KINDS,
+    TRANSFORM_KINDS,
+    LabelEffect,
+    TaskKind,
+    TaskMeter,
+)
+
+# The kinds' names; what each does lives in its ``TaskKind`` (``task_kinds.TASK_KINDS``).
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
-KINDS = (CLASSIFICATION, SEGMENTATION)
+DEPTH = "depth"
+NORMALS = "normals"
+KINDS = tuple(TASK_KINDS)
 
-
-class LabelEffect(str, Enum):
-    """What a kind of transform does to a task's labels."""
-
-    KEEPS = "keeps"  # the labels stay right as they are (colour jitter for a digit class)
-    MOVES = "moves"  # the labels must go through the same transform (a mask under rotation)
-    BREAKS = "breaks"  # the labels become wrong (a mirror image of a left digit)
-    # The classes are exchanged (a flip puts the left digit's pixels on the right): a label map
-    # that exchanges them back repairs the labels. Only flips can permute classes.
-    PERMUTES = "permutes"
-    MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
-
-
-# Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment.kinds`` maps each
-# transform to one). Flips get their own kinds because a task often has a symmetry on one axis
-# only; ``occlusion`` (random erasing) hides pixels that a mask still labels; ``mixing`` blends
-# whole images (MixUp) while ``region_mixing`` pastes a region (CutMix), which moves a mask
-# with the image instead of mixing it.
-TRANSFORM_KINDS = (
-    "photometric", "geometric", "horizontal_flip", "vertical_flip", "occlusion", "mixing",
-    "region_mixing",
-)
-FLIP_KINDS = ("horizontal_flip", "vertical_flip")  # the kinds that can permute a task's classes
-
-_DEFAULT_EFFECTS = {
-    CLASSIFICATION: {
-        "photometric": LabelEffect.KEEPS,
-        "geometric": LabelEffect.KEEPS,  # small rotations, shifts and scales keep a class
-        "horizontal_flip": LabelEffect.KEEPS,
-        "vertical_flip": LabelEffect.KEEPS,
-        "occlusion": LabelEffect.KEEPS,  # Cutout: a partly hidden object keeps its class
-        "mixing": LabelEffect.MIXES,
-        "region_mixing": LabelEffect.MIXES,  # by the area fraction of each image
-    },
-    SEGMENTATION: {
-        "photometric": LabelEffect.KEEPS,
-        "geometric": LabelEffect.MOVES,
-        "horizontal_flip": LabelEffect.MOVES,
-        "vertical_flip": LabelEffect.MOVES,
-        "occlusion": LabelEffect.BREAKS,  # erased pixels keep their labels in the mask
-        "mixing": LabelEffect.MIXES,  # a per-pixel mixed loss
-        "region_mixing": LabelEffect.MOVES,  # the mask is pasted with the image
-    },
-}
+__all__ = [
+    "CLASSIFICATION", "DEPTH", "FLIP_KINDS", "IGNORE_INDEX", "KINDS", "NORMALS", "SEGMENTATION",
+    "TASK_KINDS", "TRANSFORM_KINDS", "LabelEffect", "Task", "TaskKind", "TaskMeter",
+    "multitask_score", "select_tasks",
+]
 
 
 @dataclass(frozen=True)
 class Task:
     """One task of a multi-task model.
 
+    What a task's labels look like, its loss and its metrics come from its kind (``kind_spec``,
+    a ``TaskKind`` of ``TASK_KINDS``); the task adds its name, classes and label effects.
+
     Attributes:
         name: the key of the task's output in the model's dict and of its labels in a batch.
-        kind: ``"classification"`` (labels int64 B) or ``"segmentation"`` (labels int64 B x H x W).
-        num_classes: classes (for segmentation: per pixel, background included).
-        class_names: optional names of the classes.
+        kind: a key of ``TASK_KINDS``: ``"classification"`` (labels int64 B),
+            ``"segmentation"`` (int64 B x H x W, ``IGNORE_INDEX`` = -1 for a pixel without a
+            label), ``"depth"`` (float B x H x W metres, 0 for a hole) or ``"normals"`` (float
+            B x 3 x H x W unit vectors, (0, 0, 0) for a hole).
+        num_classes: classes (for segmentation: per pixel, background included); required by
+            the kinds with classes, left out (None) for depth and normals.
+        class_names: optional names of the classes (kinds with classes only).
         label_effects: what each kind of transform does to the labels (see ``LabelEffect``);
             kinds left out take the defaults of the task's kind.
         region: for a classification task whose label describes one object of the image,
@@ -90,7 +68,7 @@ class Task:
 
     name: str
     kind: str
-    num_classes: int
+    num_classes: int | None = None
     class_names: tuple[str, ...] = ()
     label_effects: Mapping[str, LabelEffect] = field(default_factory=dict)
     region: tuple[str, int] | None = None
@@ -101,20 +79,13 @@ class Task:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"task name {self.name!r} must be a valid identifier string")
-        if self.kind not in KINDS:
-            raise ValueError(f"task {self.name!r}: kind is {self.kind!r}, expected one of {KINDS}")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or (
-            self.num_classes < 2
-        ):
+        if not isinstance(self.kind, str) or self.kind not in TASK_KINDS:
             raise ValueError(
-                f"task {self.name!r}: num_classes is {self.num_classes!r}, expected an int >= 2"
+                f"task {self.name!r}: kind is {self.kind!r}, expected one of {tuple(TASK_KINDS)}"
             )
-        if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"task {self.name!r}: {len(self.class_names)} class names for "
-                f"{self.num_classes} classes"
-            )
-        effects = dict(_DEFAULT_EFFECTS[self.kind])
+        spec = self.kind_spec
+        spec.check_task(self)
+        effects = dict(spec.default_effects)
         for kind, effect in self.label_effects.items():
             if kind not in TRANSFORM_KINDS:
                 raise ValueError(
@@ -127,6 +98,7 @@ class Task:
                     f"task {self.name!r}: a transform of kind {kind!r} cannot permute classes; "
                     f"'permutes' is for the kinds {FLIP_KINDS}"
                 )
+        spec.check_effects(self, effects)
         object.__setattr__(self, "label_effects", effects)
         self._check_geometry()
 
@@ -137,7 +109,7 @@ class Task:
             ok = (isinstance(self.region, tuple) and len(self.region) == 2
                   and isinstance(self.region[0], str) and isinstance(self.region[1], int)
                   and not isinstance(self.region[1], bool))
-            if not ok or self.kind != CLASSIFICATION:
+            if not ok or self.kind_spec.dense:  # a region is where an image-level label lies
                 raise ValueError(
                     f"task {self.name!r}: region is {self.region!r}, expected (mask key, class) "
                     "such as ('mask', 1), on a classification task"
@@ -166,45 +138,46 @@ class Task:
                 "positive ints, or None"
             )
 
-    # ---- labels and loss ---------------------------------------------------------------------
+    # ---- what the kind does ------------------------------------------------------------------
+
+    @property
+    def kind_spec(self) -> TaskKind:
+        """The task's kind: its label layout, loss, metrics and default label effects."""
+        return TASK_KINDS[self.kind]
+
+    @property
+    def out_channels(self) -> int:
+        """The channels of the task's head output: ``num_classes`` for classification and
+        segmentation, 1 for depth, 3 for normals."""
+        return self.kind_spec.out_channels(self)
 
     @property
     def primary_metric(self) -> str:
-        """The metric that summarises the task (higher is better for both kinds)."""
-        return "accuracy" if self.kind == CLASSIFICATION else "miou"
+        """The metric that summarises the task (``accuracy``, ``miou``, ``abs_err``,
+        ``mean_angle``); ``higher_is_better`` says its direction."""
+        return self.kind_spec.primary_metric
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Whether a larger value of ``metric`` (a key of the task's meter) is better."""
+        directions = self.kind_spec.higher_is_better
+        if metric not in directions:
+            raise KeyError(
+                f"task {self.name!r}: unknown metric {metric!r}, expected one of "
+                f"{tuple(directions)}"
+            )
+        return directions[metric]
 
     def check_labels(self, output: torch.Tensor, labels: torch.Tensor) -> None:
-        """Raise a clear error if ``labels`` do not fit this task and ``output``.
+        """Raise a clear error, naming the task, if ``labels`` do not fit this task and
+        ``output``.
 
         Shapes: classification output B x C, labels B; segmentation output B x C x H x W,
-        labels B x H x W, with C = ``num_classes``. Labels must be integers in
-        ``[0, num_classes)``.
+        labels B x H x W, with C = ``num_classes``; class labels are integers in
+        ``[0, num_classes)`` (segmentation: or ``IGNORE_INDEX``). Depth output B x 1 x H x W,
+        labels float B x H x W >= 0; normals output B x 3 x H x W, labels float B x 3 x H x W
+        unit or zero vectors; both finite.
         """
-        if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(
-                f"task {self.name!r}: labels have dtype {labels.dtype}, expected integer class "
-                "indices"
-            )
-        ndim = 2 if self.kind == CLASSIFICATION else 4
-        if output.ndim != ndim or output.shape[1] != self.num_classes:
-            layout = "B x C" if self.kind == CLASSIFICATION else "B x C x H x W"
-            raise ValueError(
-                f"task {self.name!r}: the output has shape {tuple(output.shape)}, expected "
-                f"{layout} with C = {self.num_classes} classes (a {self.kind} head)"
-            )
-        expected = (output.shape[0],) + tuple(output.shape[2:])
-        if tuple(labels.shape) != expected:
-            raise ValueError(
-                f"task {self.name!r}: labels have shape {tuple(labels.shape)}, expected "
-                f"{expected} to match the output {tuple(output.shape)}"
-            )
-        if labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(
-                    f"task {self.name!r}: labels range over [{lo}, {hi}], expected classes in "
-                    f"[0, {self.num_classes - 1}]"
-                )
+        self.kind_spec.check_labels(self, output, labels)
 
     def loss(
         self,
@@ -212,74 +185,20 @@ class Task:
         labels: torch.Tensor,
         mix: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Mean cross-entropy (over samples, and pixels for segmentation); a scalar tensor.
+        """The kind's mean loss (a scalar tensor) over samples and valid pixels.
 
-        With ``mix = (lam, perm)`` (float B, int64 B; from MixUp or CutMix, see
-        ``mtlaug_lib.augment.mixing``) each sample's loss is ``lam * CE(labels) + (1 - lam) *
-        CE(labels[perm])``, per pixel for segmentation with the sample's ``lam``; then the mean.
+        Classification and segmentation: cross-entropy; depth: L1; normals: 1 - cosine. A batch
+        without any valid pixel gives 0 with a zero gradient. With ``mix = (lam, perm)`` (float
+        B, int64 B; from MixUp or CutMix, see ``mtlaug_lib.augment.mixing``) each sample's loss
+        is ``lam * CE(labels) + (1 - lam) * CE(labels[perm])``, per pixel for segmentation with
+        the sample's ``lam``; then the mean. Depth and normals refuse ``mix``: their labels
+        cannot be mixed (see ``TaskKind.loss``).
         """
-        if mix is None:
-            return F.cross_entropy(output, labels.long())
-        lam, perm = mix
-        if lam.shape != (len(labels),) or perm.shape != (len(labels),):
-            raise ValueError(
-                f"task {self.name!r}: argument 'mix' holds lam {tuple(lam.shape)} and perm "
-                f"{tuple(perm.shape)}, expected both of shape ({len(labels)},), one per sample"
-            )
-        labels = labels.long()
-        own = F.cross_entropy(output, labels, reduction="none")  # B (x H x W)
-        partner = F.cross_entropy(output, labels[perm], reduction="none")
-        lam = lam.to(own.dtype).view(-1, *[1] * (own.ndim - 1))  # broadcast over pixels
-        return (lam * own + (1 - lam) * partner).mean()
+        return self.kind_spec.loss(self, output, labels, mix)
 
     def meter(self) -> TaskMeter:
-        return TaskMeter(self)
-
-
-class TaskMeter:
-    """Accumulates a task's metrics over batches.
-
-    Classification: ``accuracy``. Segmentation: ``miou`` (mean over classes of
-    intersection / union, from a confusion matrix summed over all pixels) and
-    ``pixel_accuracy``. Both: the mean ``loss`` per sample.
-    """
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.confusion = torch.zeros(task.num_classes, task.num_classes, dtype=torch.int64)
-        self.loss_sum = 0.0
-        self.loss_samples = 0  # samples whose batch came with a loss
-        self.samples = 0
-
-    @torch.no_grad()
-    def update(self, output: torch.Tensor, labels: torch.Tensor, loss: float | None = None) -> None:
-        """output: B x C (x H x W) logits; labels: B (x H x W); loss: the batch's mean loss."""
-        self.task.check_labels(output, labels)  # else a bad label corrupts the confusion matrix
-        k = self.task.num_classes
-        pred = output.argmax(dim=1).flatten()
-        index = labels.flatten().long() * k + pred
-        self.confusion += torch.bincount(index, minlength=k * k).view(k, k).cpu()
-        if loss is not None:
-            self.loss_sum += float(loss) * len(output)
-            self.loss_samples += len(output)
-        self.samples += len(output)
-
-    def compute(self) -> dict[str, float]:
-        c = self.confusion.double()
-        correct = float(c.diag().sum())
-        total = float(c.sum())
-        result: dict[str, float] = {}
-        if self.loss_samples:
-            result["loss"] = self.loss_sum / self.loss_samples
-        if self.task.kind == CLASSIFICATION:
-            result["accuracy"] = correct / total if total else math.nan
-        else:
-            union = c.sum(0) + c.sum(1) - c.diag()
-            present = union > 0  # a class absent from labels and predictions does not count
-            iou = c.diag()[present] / union[present]
-            result["miou"] = float(iou.mean()) if present.any() else math.nan
-            result["pixel_accuracy"] = correct / total if total else math.nan
-        return result
+        """A fresh meter of the task's metrics (``TaskMeter``)."""
+        return self.kind_spec.meter_class(self)
 
 
 def select_tasks(tasks: Mapping[str, Task], names: Sequence[str]) -> dict[str, Task]:
@@ -291,23 +210,52 @@ def select_tasks(tasks: Mapping[str, Task], names: Sequence[str]) -> dict[str, T
 
 
 def multitask_score(
-    multi: Mapping[str, float], single: Mapping[str, float], tasks: Mapping[str, Task]
+    multi: Mapping[str, float | Mapping[str, float]],
+    single: Mapping[str, float | Mapping[str, float]],
+    tasks: Mapping[str, Task],
 ) -> float:
-    """Vandenhende et al.'s multi-task score: the mean relative change against single-task.
+    """The multi-task score: the mean relative change against single-task, signed so that
+    better is positive (Maninis et al. 2019; Vandenhende et al. 2021).
 
-    ``multi`` and ``single`` map each task to its primary metric (higher is better), so the
-    score is ``mean_t (multi_t - single_t) / single_t``: positive when sharing helps on
-    average. Returned as a fraction (0.02 means +2%).
+    ``Delta = mean_k (-1)^l_k (M_k - S_k) / S_k`` with ``l_k = 1`` where lower is better (an
+    error, an angle), as each task's kind declares (``Task.higher_is_better``). ``multi`` and
+    ``single`` map each task of ``tasks`` either to a number, its primary metric (then ``k``
+    runs over tasks), or to a dict ``{metric: value}`` such as ``evaluate`` returns (then ``k``
+    runs over every metric of the kind's ``metrics``, the loss and other keys left out: the
+    mean over all metrics, as ``Delta_m`` is reported on NYUv2). Positive when sharing helps on
+    average; returned as a fraction (0.02 means +2%).
     """
     if not tasks:
         raise ValueError("multitask_score: argument 'tasks' is empty, expected at least one task")
     missing = [t for t in tasks if t not in multi or t not in single]
     if missing:
         raise KeyError(f"multitask_score: no metric for task(s) {missing}")
-    zero = [t for t in tasks if single[t] == 0]
+    terms = []  # (task, metric, multi value, single value)
+    for t, task in tasks.items():
+        m, s = multi[t], single[t]
+        if isinstance(m, Mapping) != isinstance(s, Mapping):
+            raise TypeError(
+                f"multitask_score: task {t!r} has a {type(m).__name__} in 'multi' and a "
+                f"{type(s).__name__} in 'single', expected two numbers or two dicts of metrics"
+            )
+        if not isinstance(m, Mapping):
+            terms.append((t, task.primary_metric, m, s))
+            continue
+        for metric in task.kind_spec.metrics:
+            absent = [name for name, d in (("multi", m), ("single", s)) if metric not in d]
+            if absent:
+                raise KeyError(
+                    f"multitask_score: task {t!r} has no metric {metric!r} in {absent}, "
+                    f"expected the {task.kind} metrics {task.kind_spec.metrics}"
+                )
+            terms.append((t, metric, m[metric], s[metric]))
+    zero = list(dict.fromkeys(t for t, _, _, s in terms if s == 0))  # in the tasks' order
     if zero:
         raise ValueError(
             f"multitask_score: the single-task metric of task(s) {zero} is 0, so the relative "
             "change is undefined"
         )
-    return sum((multi[t] - single[t]) / single[t] for t in tasks) / len(tasks)
+    return sum(
+        (m - s) / s if tasks[t].higher_is_better(metric) else (s - m) / s
+        for t, metric, m, s in terms
+    ) / len(terms)
