@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import torch
@@ -15,6 +16,15 @@ import torch
 from ..core.checks import check_positive_int, check_seed
 
 Sample = dict[str, torch.Tensor]  # a sample, or a batch of them: {key: tensor}
+
+
+def tensors_checksum(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 over the bytes of ``tensors`` in order (CPU tensors): an in-memory data set's
+    fingerprint, the same for the same seed on every machine."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class InMemoryDataset(Protocol):

@@ -18,7 +18,6 @@ machine (a test pins a checksum). ``multidigits_tasks`` declares the three tasks
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..core.checks import check_choice, check_positive_int, check_seed
 from ..core.tasks import CLASSIFICATION, SEGMENTATION, LabelEffect, Task
-from .loaders import Sample, TensorLoader
+from .loaders import Sample, TensorLoader, tensors_checksum
 
 SPLITS = ("train", "test")
 CANVAS = 36  # Sener & Koltun's canvas side
@@ -259,10 +258,7 @@ class ComposedDigits(Dataset):
 
     def checksum(self) -> str:
         """SHA-256 over the stored tensors: the same seed gives the same digest everywhere."""
-        h = hashlib.sha256()
-        for t in (self.images, self.left, self.right, self.masks):
-            h.update(t.contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return tensors_checksum((self.images, self.left, self.right, self.masks))
 
     def class_counts(self, task: str) -> torch.Tensor:
         """How many samples have each class of ``task`` ('left' or 'right'): int64, 10."""

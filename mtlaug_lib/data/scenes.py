@@ -33,7 +33,6 @@ a prefix of a larger one, and train and test never share draws. Generating 10,00
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -45,7 +44,7 @@ from ..core.checks import check_choice, check_int, check_positive_int, check_see
 from ..core.task_kinds import IGNORE_INDEX
 from ..core.tasks import DEPTH, NORMALS, SEGMENTATION, Task
 from .geometry import ray_directions
-from .loaders import Sample, TensorLoader
+from .loaders import Sample, TensorLoader, tensors_checksum
 
 SCENE_CLASSES = ("floor", "wall", "sphere", "box", "cylinder")
 FLOOR, WALL, SPHERE, BOX, CYLINDER = range(len(SCENE_CLASSES))
@@ -736,10 +735,7 @@ class Scenes(Dataset):
 
     def checksum(self) -> str:
         """SHA-256 over the stored tensors (images, semantic, depth, normals)."""
-        h = hashlib.sha256()
-        for t in (self.images, self.semantic, self.depth, self.normals):
-            h.update(t.contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return tensors_checksum((self.images, self.semantic, self.depth, self.normals))
 
     @property
     def nbytes(self) -> int:
