@@ -291,7 +291,7 @@ def test_scenes_tasks_fit_a_batch_and_an_encoder_decoder() -> None:
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-def test_the_audit_refuses_a_flip_for_depth_and_normals_until_they_declare_its_value_change(
+def test_the_audit_allows_a_flip_for_depth_and_normals_because_their_values_are_transformed(
 ) -> None:
     from torchvision.transforms import v2
 
@@ -300,6 +300,6 @@ def test_the_audit_refuses_a_flip_for_depth_and_normals_until_they_declare_its_v
 
     tasks = scenes_tasks()
     flip = {r.task: r.allowed for r in audit(v2.RandomHorizontalFlip(), tasks)}
-    assert flip == {"semantic": True, "depth": False, "normals": False}
+    assert flip == {"semantic": True, "depth": True, "normals": True}
     colour = {r.task: r.allowed for r in audit(v2.ColorJitter(brightness=0.2), tasks)}
     assert colour == {"semantic": True, "depth": True, "normals": True}

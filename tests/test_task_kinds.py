@@ -262,7 +262,9 @@ def test_the_regression_kinds_default_effects() -> None:
         effects = Task("x", kind).label_effects
         assert effects["photometric"] is LabelEffect.KEEPS
         assert effects["region_mixing"] is LabelEffect.MOVES  # a pasted region keeps its values
-        for transform in ("geometric", "horizontal_flip", "vertical_flip", "occlusion", "mixing"):
+        for transform in ("geometric", "horizontal_flip", "vertical_flip"):
+            assert effects[transform] is LabelEffect.TRANSFORMS, transform  # values change
+        for transform in ("occlusion", "mixing"):
             assert effects[transform] is LabelEffect.BREAKS, transform
 
 

@@ -2,7 +2,12 @@
 
 From the bottom layer up (each module imports only those above it in this list):
 
-- ``common``: the arguments every augmenter takes (``check_tasks``, ``make_generator``);
+- ``common``: the arguments every augmenter takes (``check_tasks``, ``make_generator``,
+  ``check_batch``);
+- ``functional``: per-sample kernels of a whole batch (``affine_theta``, ``forward_linear``,
+  ``color_jitter``), torch only;
+- ``values``: ``DepthMap`` and ``NormalMap``, the ``tv_tensors`` whose values torchvision v2's
+  geometric transforms change (a flip negates the normals' x, a zoom divides depth);
 - ``label_maps``: the class exchanges that repair a flip, and their checks;
 - ``probe``: what a geometric transform does to the data, measured on probes;
 - ``kinds``: what the audit knows of a transform (``TransformInfo``, ``declare_kind``,
@@ -14,8 +19,7 @@ From the bottom layer up (each module imports only those above it in this list):
 - ``repair``: ``check_pipeline`` audits a pipeline and repairs its flips with label maps;
 - ``sample``: ``SampleTransform`` applies a torchvision v2 pipeline to a sample's image and
   masks together;
-- ``functional``, ``batch``: ``BatchAugment``, per-sample random transforms of a whole batch on
-  its device, and the kernels it applies;
+- ``batch``: ``BatchAugment``, per-sample random transforms of a whole batch on its device;
 - ``mixing``: ``MixUp`` and ``CutMix`` for a batch with several heads;
 - ``alignment``: ``mask_alignment``, whether a mask still lies on its image's digits;
 - ``registry``: ``AUGMENTERS``, every augmenter by name (the contract tests run on each).

@@ -1,11 +1,11 @@
 """The label-safety audit: the table transform x task, and whether the pipeline may run.
 
 An augmentation must do to every task's labels what it does to the image, and some transforms
-cannot. Every transform has a *kind* (``mtlaug_lib.augment.kinds``), and every task declares
-what each kind does to its labels (``Task.label_effects``: keeps, moves, breaks, permutes,
-mixes). ``audit(pipeline, tasks)`` judges each transform for each task: from the declarations,
-from what the transform does with masks and losses, and, for geometric transforms and label
-maps, from what it measurably does on the data (``mtlaug_lib.augment.measured``). The result is
+cannot. Every transform has a *kind* (``mtlaug_lib.augment.kinds``), and every task declares what
+each kind does to its labels (``Task.label_effects``: keeps, moves, transforms, breaks, permutes,
+mixes). ``audit(pipeline, tasks)`` judges each transform for each task: from the declarations, from
+what the transform does with masks and losses, and, for geometric transforms and label maps, from
+what it measurably does on the data (``mtlaug_lib.augment.measured``). The result is
 an ``Audit``, whose ``raise_for_problems`` raises ``LabelSafetyError``; the library's augmenters
 call it when built. ``check_pipeline`` (``mtlaug_lib.augment.repair``) also repairs flips.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core.tasks import FLIP_KINDS, SEGMENTATION, LabelEffect, Task
+from ..core.tasks import FLIP_KINDS, LabelEffect, Task
 from .common import check_tasks
 from .kinds import TransformInfo, declare_kind, transform_kinds, walk
 from .label_maps import LabelMaps, check_label_maps
@@ -155,19 +155,32 @@ def _judge(
     facts = f" ({facts})" if facts else ""
     if effect is LabelEffect.KEEPS:
         return AuditRow(**row, allowed=True, reason=f"the labels stay right as they are{facts}")
-    if effect is LabelEffect.MOVES:
-        if task.kind != SEGMENTATION:
+    if effect in (LabelEffect.MOVES, LabelEffect.TRANSFORMS):
+        if not task.kind_spec.dense:
             return AuditRow(**row, allowed=False, reason=(
                 f"the task declares that its labels move under a transform of kind "
-                f"{info.kind!r}, but only a mask can move with the image; declare 'keeps' or "
-                "'breaks' for this kind"))
-        if info.handles_masks:
-            return AuditRow(**row, allowed=True, reason="the mask moves with the image")
-        why = ("torchvision.transforms (v1) transforms the image only; use "
-               "torchvision.transforms.v2" if info.v1 else
-               f"{info.name} does not transform masks")
-        return AuditRow(**row, allowed=False, reason=(
-            f"the mask must move with the image, but {why}"))
+                f"{info.kind!r}, but only labels per pixel can move with the image; declare "
+                "'keeps' or 'breaks' for this kind"))
+        what = "mask" if task.kind_spec.has_classes else f"{task.kind} map"
+        if not info.handles_masks:
+            why = ("torchvision.transforms (v1) transforms the image only; use "
+                   "torchvision.transforms.v2" if info.v1 else
+                   f"{info.name} does not transform masks")
+            return AuditRow(**row, allowed=False, reason=(
+                f"the {what} must move with the image, but {why}"))
+        if effect is LabelEffect.MOVES:
+            return AuditRow(**row, allowed=True, reason=f"the {what} moves with the image")
+        if not info.transforms_values:
+            return AuditRow(**row, allowed=False, reason=(
+                f"no value transform is declared for {info.name}: task {task.name!r}'s "
+                f"{task.kind} values must change with the image under a transform of kind "
+                f"{info.kind!r}, but {info.name} would only move them (a torchvision v2 "
+                "transform without a kernel for them passes them through untouched); use "
+                "BatchAugment, RandomFlip or a v2 transform of "
+                "mtlaug_lib.augment.values.TRANSFORMS_WITH_VALUE_KERNELS, or declare it with "
+                "declare_kind(..., transforms_values=True)"))
+        return AuditRow(**row, allowed=True, reason=(
+            f"the {what} moves with the image and its values are transformed with it"))
     if effect is LabelEffect.MIXES:
         if info.mixes_losses:
             return AuditRow(**row, allowed=True, reason=(
@@ -197,14 +210,14 @@ def _judge(
         return AuditRow(**row, allowed=False, label_map=dict(mapping), reason=(
             f"a label map would repair it, but {info.name} from torchvision.transforms (v1) "
             "cannot apply one; use torchvision.transforms.v2"))
-    if task.kind == SEGMENTATION and data is not None:
+    if task.kind_spec.dense and data is not None:
         problem = flip_repairs(task, info.kind, mapping, data)
         if problem:
             return AuditRow(**row, allowed=False, label_map=dict(mapping), reason=problem)
     return AuditRow(**row, allowed=True, label_map=dict(mapping), reason=(
         f"repaired: the label map {dict(mapping)} is applied whenever the flip fires"
         + (" (checked on the data: each class is back where it belongs)"
-           if task.kind == SEGMENTATION else "")))
+           if task.kind_spec.dense else "")))
 
 
 def audit(
@@ -232,13 +245,14 @@ def audit(
     Returns:
         an ``Audit``: one ``AuditRow`` per transform and task.
 
-    A cell is allowed when the effect is ``keeps``; ``moves`` and the transform moves masks
-    (a segmentation task); ``mixes`` and the transform records the mixing for the loss;
-    ``permutes`` and a label map that undoes the flip. A geometric transform is measured on
-    the data (``mtlaug_lib.augment.probe``): it is refused for a task when more than 1% of its
-    random draws leave less than ``min_visible`` of the task's object in view, when it rotates past
-    ``max_rotation``, or when the pipeline's output is not ``input_size``; the reason gives the
-    measured figures. An unknown transform is an error.
+    A cell is allowed when the effect is ``keeps``; ``moves`` and the transform moves masks (a dense
+    task); ``transforms`` and the transform moves the labels and transforms their values
+    (``TransformInfo.transforms_values``: depth and normals); ``mixes`` and the transform records
+    the mixing for the loss; ``permutes`` and a label map that undoes the flip. A geometric
+    transform is measured on the data (``mtlaug_lib.augment.probe``): it is refused for a task when
+    more than 1% of its random draws leave less than ``min_visible`` of the task's object in view,
+    when it rotates past ``max_rotation``, or when the pipeline's output is not ``input_size``; the
+    reason gives the measured figures. An unknown transform is an error.
     """
     tasks = check_tasks(tasks)
     maps = check_label_maps(label_maps, tasks)

@@ -3,7 +3,9 @@
 ``BatchAugment`` draws a random affine (and flip) and a colour jitter per sample (torchvision
 v2 draws once per call, so a batch passed to it gets one rotation for all its images:
 torchvision issue #8484) and applies them with the kernels of ``mtlaug_lib.augment.functional``:
-image and masks in one resampling, class labels untouched (or mapped where the flip fired). Use
+image and every dense label map (masks, depth, normals) in one resampling, the values of depth
+and normals transformed with the image (``TaskKind.transform_values``), class labels untouched
+(or mapped where the flip fired). Use
 it as ``train(..., augment=...)``. It is audited when built (``mtlaug_lib.augment.audit``), and
 ``check_pipeline`` gives its flip label maps through its ``with_label_maps`` hook.
 """
@@ -19,11 +21,17 @@ import torch.nn.functional as F
 
 from ..core.batch_format import IMAGE
 from ..core.checks import check_number, check_probability
-from ..core.tasks import SEGMENTATION, Task
+from ..core.tasks import LabelEffect, Task
 from ..data.multidigits import multidigits_tasks
 from .audit import audit
 from .common import check_batch, check_tasks, make_generator
-from .functional import AugmentParams, affine_theta, color_jitter, permute_channels
+from .functional import (
+    AugmentParams,
+    affine_theta,
+    color_jitter,
+    forward_linear,
+    permute_channels,
+)
 from .kinds import TransformInfo
 from .label_maps import LabelMaps, check_label_maps, merge_maps
 
@@ -71,7 +79,13 @@ class BatchAugment:
     One call draws B sets of parameters (``AugmentParams``) from ``generator`` on the CPU (so
     CPU and GPU runs draw the same numbers), moves them to the batch's device and applies them:
     one ``F.affine_grid`` for the batch, ``F.grid_sample`` bilinear for the image and nearest
-    for every mask (zero fill: background), then the colour jitter on the image only. Class
+    for every dense label map (masks, depth, normals: one pass for all; values are never
+    blended across an object's edge), pixels brought in from outside the image set to each
+    task's ``Task.label_fill`` (MultiDigits' mask: 0, background; a scene's semantic map:
+    ``IGNORE_INDEX``; depth and normals: 0, a hole), then the colour jitter on the image only.
+    A task that declares ``transforms`` for the affine or the flip gets its values changed with
+    the map L they apply (``functional.forward_linear``; ``TaskKind.transform_values``: a flip
+    negates the normals' x, a zoom by s divides depth by s; a shift changes no value). Class
     labels pass through (mapped by ``label_maps`` where the flip fired). Written with torch
     primitives because torchvision's transforms draw one set of parameters per call (the same
     for the whole batch, torchvision #8484) and kornia, which does this, is not a dependency.
@@ -94,8 +108,9 @@ class BatchAugment:
 
     Call: ``aug(batch)`` or ``aug(batch, params)`` to replay ``params`` (``aug.last_params``
     holds the last call's). ``batch``: ``{"image": float B x C x H x W in [0, 1], mask task:
-    integer B x H x W, class task: integer B}`` (plus MixUp/CutMix keys, passed through); the
-    result has the same keys, shapes and dtypes.
+    integer B x H x W, class task: integer B, depth task: float B x H x W, normals task: float
+    B x 3 x H x W}`` (plus MixUp/CutMix keys, passed through); the result has the same keys,
+    shapes and dtypes.
     """
 
     def __init__(
@@ -152,11 +167,13 @@ class BatchAugment:
         parts = []
         if self.geometric:
             parts.append(TransformInfo("BatchAugment.affine", "geometric", handles_masks=True,
-                                       batch_only=True, probe=self._probe_affine))
+                                       batch_only=True, transforms_values=True,
+                                       probe=self._probe_affine))
         if self.hflip:
             parts.append(TransformInfo("BatchAugment.hflip", "horizontal_flip",
                                        handles_masks=True, batch_only=True,
-                                       takes_label_maps=True, label_maps=self.label_maps))
+                                       takes_label_maps=True, label_maps=self.label_maps,
+                                       transforms_values=True))
         if self.photometric:
             parts.append(TransformInfo("BatchAugment.color_jitter", "photometric",
                                        handles_masks=True, batch_only=True))
@@ -229,6 +246,53 @@ class BatchAugment:
             raise ValueError(f"BatchAugment: batch['image'] has {c} channels, expected 1 or 3")
         return image
 
+    def _move_labels(self, batch: Mapping[str, torch.Tensor], keys: list[str],
+                     grid: torch.Tensor, p: AugmentParams) -> dict[str, torch.Tensor]:
+        """The dense labels ``keys`` resampled in ``grid`` (B x H x W x 2), out-of-image pixels
+        set to each task's fill, values transformed where the task declares ``transforms``."""
+        # Labels in float32 at least (a float16 image must not round depths); one
+        # nearest-neighbour pass for every map, so class indices and values are never blended.
+        dtype = torch.promote_types(grid.dtype, torch.float32)
+        pieces = [batch[k].to(dtype) for k in keys]
+        pieces = [x[:, None] if x.ndim == 3 else x for x in pieces]  # B x channels x H x W
+        fills = {k: self.tasks[k].label_fill for k in keys}
+        inside = any(f != 0 for f in fills.values())  # zero padding gives the other fills
+        if inside:  # a channel of ones: 0 where a pixel came from outside the image
+            pieces.append(torch.ones_like(pieces[0][:, :1]))
+        moved = F.grid_sample(torch.cat(pieces, 1), grid.to(dtype), mode="nearest",
+                              padding_mode="zeros", align_corners=False)
+        parts = moved.split([x.shape[1] for x in pieces], dim=1)
+        out = {}
+        for k, part in zip(keys, parts, strict=False):
+            task, labels = self.tasks[k], batch[k]
+            if fills[k] != 0:
+                part = part.masked_fill(parts[-1] == 0, fills[k])
+            part = part[:, 0] if labels.ndim == 3 else part
+            if task.kind_spec.has_classes:
+                part = part.round()
+            linear = self._value_linear(task, p)
+            if linear is not None:
+                part = task.kind_spec.transform_values(part, linear.to(part.dtype))
+            out[k] = part.to(labels.dtype)
+        return out
+
+    def _value_linear(self, task: Task, p: AugmentParams) -> torch.Tensor | None:
+        """The map L (B x 2 x 2) by which ``task``'s values change: the parts (affine, flip)
+        for which it declares ``transforms``; None if none."""
+        geometric = self.geometric and (
+            task.label_effects["geometric"] is LabelEffect.TRANSFORMS)
+        flip = bool(self.hflip) and (
+            task.label_effects["horizontal_flip"] is LabelEffect.TRANSFORMS)
+        if not (geometric or flip):
+            return None
+        if not geometric:  # the flip alone
+            n = len(p)
+            p = replace(p, angle=p.angle.new_zeros(n), scale=p.scale.new_ones(n),
+                        shear=p.shear.new_zeros(n, 2))
+        if not flip:
+            p = replace(p, flip=torch.zeros_like(p.flip))
+        return forward_linear(p)
+
     def __call__(
         self, batch: Mapping[str, torch.Tensor], params: AugmentParams | None = None
     ) -> dict[str, torch.Tensor]:
@@ -241,19 +305,14 @@ class BatchAugment:
         self.last_params = params
         p = params.to(image.device)
         out = dict(batch)
-        masks = [k for k, t in self.tasks.items() if t.kind == SEGMENTATION and k in batch]
+        dense = [k for k, t in self.tasks.items() if t.kind_spec.dense and k in batch]
         if self.geometric or self.hflip:
             theta = affine_theta(p, h, w).to(image.dtype)
             grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
             out[IMAGE] = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
                                        align_corners=False)
-            if masks:
-                # All masks in one nearest-neighbour pass: class indices are never blended.
-                stacked = torch.stack([batch[k] for k in masks], 1).to(image.dtype)
-                moved = F.grid_sample(stacked, grid, mode="nearest", padding_mode="zeros",
-                                      align_corners=False)
-                for i, k in enumerate(masks):
-                    out[k] = moved[:, i].round().to(batch[k].dtype)
+            if dense:
+                out.update(self._move_labels(batch, dense, grid, p))
         if self.photometric:
             out[IMAGE] = color_jitter(out[IMAGE], p)
         if self.channel_shuffle:

@@ -14,7 +14,7 @@ import torch
 
 from ..core.batch_format import IMAGE, MIX_PREFIX
 from ..core.checks import describe_value, is_int_tensor
-from ..core.tasks import SEGMENTATION, Task
+from ..core.tasks import Task, TaskKind
 
 
 def check_tasks(tasks: Mapping[str, Task]) -> dict[str, Task]:
@@ -53,13 +53,21 @@ def make_generator(generator: torch.Generator | int | None) -> torch.Generator |
     return torch.Generator().manual_seed(generator)
 
 
+def label_layout(kind: TaskKind) -> str:
+    """The layout of a batch's labels of ``kind`` in words: ``"B"``, ``"B x H x W"``,
+    ``"B x 3 x H x W"`` (from the kind's ``label_shape``)."""
+    names = {-1: "B", -2: "H", -3: "W"}
+    return " x ".join(names.get(d, str(d)) for d in kind.label_shape(-1, -2, -3))
+
+
 def check_batch(
     who: str, batch: object, tasks: Mapping[str, Task], action: str = "transform"
 ) -> torch.Tensor:
     """The image of ``batch`` (float B x C x H x W) after checking that every other entry is
-    the labels of one of ``tasks``: integer B (a class per image) or B x H x W (a mask).
-    Mixing keys (``MIX_PREFIX``) pass. ``who`` names the augmenter in the errors, ``action``
-    what it would do with an unknown entry."""
+    the labels of one of ``tasks`` in its kind's layout: integer B (a class per image), integer
+    B x H x W (a mask), float B x H x W (depth) or float B x 3 x H x W (normals). Mixing keys
+    (``MIX_PREFIX``) pass. ``who`` names the augmenter in the errors, ``action`` what it would
+    do with an unknown entry."""
     if not isinstance(batch, Mapping) or IMAGE not in batch:
         got = tuple(batch) if isinstance(batch, Mapping) else type(batch).__name__
         raise KeyError(f"{who}: the batch is {got}, expected a dict with 'image'")
@@ -79,12 +87,17 @@ def check_batch(
                 f"{who}: the batch holds {key!r}, which is neither 'image' nor one of the "
                 f"tasks {tuple(tasks)}; it cannot tell how to {action} it"
             )
-        want = (b, h, w) if task.kind == SEGMENTATION else (b,)
+        spec = task.kind_spec
+        want = spec.label_shape(b, h, w)
         if not (isinstance(value, torch.Tensor) and tuple(value.shape) == want
-                and is_int_tensor(value)):
-            layout = "B x H x W (a mask)" if task.kind == SEGMENTATION else "B"
+                and (is_int_tensor(value) if spec.has_classes else value.is_floating_point())):
+            layout = label_layout(spec)
+            if spec.has_classes:
+                layout = f"integer labels {layout}" + (" (a mask)" if spec.dense else "")
+            else:
+                layout = f"float labels {layout} ({task.kind})"
             raise ValueError(
-                f"{who}: batch[{key!r}] is a {describe_value(value)}, expected integer labels "
-                f"{layout} = {want} for the image {tuple(image.shape)}"
+                f"{who}: batch[{key!r}] is a {describe_value(value)}, expected {layout} = "
+                f"{want} for the image {tuple(image.shape)}"
             )
     return image

@@ -1,9 +1,11 @@
 """The library's flip: a random flip that applies label maps when it fires.
 
 A horizontal flip puts MultiDigits' left digit on the right: it exchanges the mask's classes,
-which a label map exchanges back (``mtlaug_lib.augment.label_maps``). torchvision's flips
-cannot apply one, so ``check_pipeline`` replaces them with ``RandomFlip`` when given label maps.
-It is a torchvision v2 transform: use it inside ``SampleTransform``.
+which a label map exchanges back (``mtlaug_lib.augment.label_maps``). A flip negates the x
+component of surface normals: torchvision's flip kernels registered for
+``mtlaug_lib.augment.values``' label maps do it, and ``RandomFlip`` uses them. torchvision's
+flips cannot apply a label map, so ``check_pipeline`` replaces them with ``RandomFlip`` when
+given label maps. It is a torchvision v2 transform: use it inside ``SampleTransform``.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def _remap(labels: Any, mapping: Mapping[int, int]) -> Any:
 class RandomFlip(v2.Transform):
     """A random flip that applies label maps when it fires: the library's own flip.
 
-    It flips every ``tv_tensor`` in the input (with torchvision's kernels) with probability
-    ``p``, one draw per call like torchvision; when it fires it also maps the labels of each
-    task in ``label_maps`` (on a sample dict, by key): ``{"mask": {1: 2, 2: 1}}`` swaps a mask's
-    classes 1 and 2. This is how a flip that only permutes a task's classes becomes safe.
+    It flips every ``tv_tensor`` in the input (with torchvision's kernels, so depth and normals
+    wrapped as ``mtlaug_lib.augment.values.DepthMap``/``NormalMap`` get their values transformed: a
+    flip negates the normals' x) with probability ``p``, one draw per call like torchvision; when it
+    fires it also maps the labels of each task in ``label_maps`` (on a sample dict, by key):
+    ``{"mask": {1: 2, 2: 1}}`` swaps a mask's classes 1 and 2. This is how a flip that only permutes
+    a task's classes becomes safe.
 
     Args:
         direction: ``"horizontal"`` or ``"vertical"``.
@@ -61,7 +65,8 @@ class RandomFlip(v2.Transform):
 
     def audit_parts(self) -> list[TransformInfo]:
         return [TransformInfo(f"RandomFlip({self.direction})", self.kind, handles_masks=True,
-                              takes_label_maps=True, label_maps=self.label_maps)]
+                              takes_label_maps=True, label_maps=self.label_maps,
+                              transforms_values=True)]
 
     def with_label_maps(self, label_maps: LabelMaps) -> RandomFlip:
         """A copy that also applies ``label_maps`` (a different map for a task is an error)."""

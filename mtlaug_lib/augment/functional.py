@@ -5,7 +5,9 @@ rotation for all its images (torchvision issue #8484). ``AugmentParams`` holds o
 parameters per sample, and the kernels here apply them to a batch in one pass:
 ``affine_theta`` (the ``F.affine_grid`` matrices of the affine and flip, as torchvision's
 ``v2.functional.affine``), ``color_jitter`` (as ``adjust_brightness``/``contrast``/
-``saturation``, one factor per sample) and ``permute_channels``. ``BatchAugment``
+``saturation``, one factor per sample) and ``permute_channels``; ``forward_linear`` (the map
+L that the affine and flip apply to pixel coordinates, input -> output, which changes the
+values of depth and normals: ``TaskKind.transform_values``). ``BatchAugment``
 (``mtlaug_lib.augment.batch``) draws the parameters and calls these.
 """
 
@@ -67,13 +69,10 @@ def affine_theta(params: AugmentParams, height: int, width: int) -> torch.Tensor
     rotation, scale, shear, translation), mapped from pixel to normalised coordinates, with the
     horizontal flip of the output folded in (one resampling for both).
     """
-    rot = torch.deg2rad(params.angle)
-    sx, sy = torch.deg2rad(params.shear).unbind(-1)
-    # torchvision's rotation-scale-shear matrix RSS = [[a, b], [c, d]] (scale aside), inverted.
-    a = torch.cos(rot - sy) / torch.cos(sy)
-    b = -(a * torch.tan(sx) + torch.sin(rot))
-    c = torch.sin(rot - sy) / torch.cos(sy)
-    d = torch.cos(rot) - c * torch.tan(sx)
+    # torchvision's rotation-scale-shear matrix RSS = [[a, b], [c, d]] (scale aside, so its
+    # determinant is 1), inverted by its adjugate.
+    rss = rotation_scale_shear(params.angle, torch.ones_like(params.scale), params.shear)
+    a, b, c, d = rss[:, 0, 0], rss[:, 0, 1], rss[:, 1, 0], rss[:, 1, 1]
     inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
     inv = inv / params.scale[:, None, None]  # B x 2 x 2, output pixel -> input pixel
     shift = -(inv @ params.translate[:, :, None])  # B x 2 x 1
@@ -84,6 +83,35 @@ def affine_theta(params: AugmentParams, height: int, width: int) -> torch.Tensor
     to_norm = inv.new_tensor([2.0 / width, 2.0 / height])
     linear = inv * to_norm[:, None] / to_norm[None, :]
     return torch.cat([linear, shift * to_norm[:, None]], dim=2)
+
+
+def rotation_scale_shear(angle: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor
+                         ) -> torch.Tensor:
+    """torchvision's forward rotation-scale-shear matrix (B x 2 x 2), input pixel -> output
+    pixel about the centre, x right, y down: the linear part of ``v2.functional.affine`` with
+    ``angle`` (B, degrees: clockwise on screen), ``scale`` (B) and ``shear`` (B x 2, degrees).
+    Its inverse is what ``affine_theta`` resamples with (its determinant is ``scale**2``)."""
+    rot = torch.deg2rad(angle)
+    sx, sy = torch.deg2rad(shear).unbind(-1)
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -(a * torch.tan(sx) + torch.sin(rot))
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = torch.cos(rot) - c * torch.tan(sx)
+    rss = torch.stack([torch.stack([a, b], -1), torch.stack([c, d], -1)], -2)
+    return rss * scale[:, None, None]
+
+
+def forward_linear(params: AugmentParams) -> torch.Tensor:
+    """The linear map L (float B x 2 x 2) that ``params``' affine and flip apply to pixel
+    coordinates about the image centre: output = L @ input, x right, y down.
+
+    The flip comes after the affine (as in ``affine_theta``): L = diag(-1, 1) @ RSS for a
+    flipped sample. The translation is left out: a shift changes no label value (it is a shift
+    of the principal point). The linear part of ``affine_theta`` (in pixels) is L's inverse.
+    """
+    rss = rotation_scale_shear(params.angle, params.scale, params.shear)
+    sign = 1.0 - 2.0 * params.flip.to(rss.dtype)
+    return rss * torch.stack([sign, torch.ones_like(sign)], -1)[:, :, None]
 
 
 _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights

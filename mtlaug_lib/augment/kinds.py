@@ -29,6 +29,10 @@ from ..core.checks import check_choice
 from ..core.tasks import TRANSFORM_KINDS
 from .probe import Probe, torchvision_probe
 
+# Importing ``values`` registers its kernels: whatever the audit lets transform label values
+# does transform them.
+from .values import TRANSFORMS_WITH_VALUE_KERNELS
+
 BATCH_KINDS = ("mixing", "region_mixing")  # kinds that need a whole batch (a partner image)
 
 
@@ -49,6 +53,11 @@ class TransformInfo:
         batch_only: it needs a whole batch (MixUp, CutMix, ``BatchAugment``).
         takes_label_maps: a flip that can apply a label map when it fires.
         label_maps: the label maps it applies when it fires, ``{task: {old: new}}``.
+        transforms_values: it also changes the values of depth and normals as the image's
+            geometry changes (``TaskKind.transform_values``): the library's ``BatchAugment``
+            and ``RandomFlip``, and the v2 transforms whose functionals have kernels for
+            ``mtlaug_lib.augment.values``' label maps. A v2 transform without them passes
+            depth and normals through untouched.
         v1: it comes from ``torchvision.transforms`` (v1).
         probe: for a geometric transform, how the audit runs it on probes to measure what it
             does to the data (``mtlaug_lib.augment.probe``); None if it cannot be run that way.
@@ -61,6 +70,7 @@ class TransformInfo:
     batch_only: bool = False
     takes_label_maps: bool = False
     label_maps: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    transforms_values: bool = False
     v1: bool = False
     probe: Probe | None = field(default=None, compare=False, repr=False)
 
@@ -116,6 +126,8 @@ _V2_FLIPS = (v2.RandomHorizontalFlip, v2.RandomVerticalFlip)
 
 # class -> (kind, handles_masks, v1); filled from the table above and by ``declare_kind``.
 _REGISTRY: dict[type, tuple[str, bool, bool]] = {}
+# The classes that also transform label values (``values``' kernels, or ``declare_kind``).
+_VALUE_CLASSES: set[type] = set(TRANSFORMS_WITH_VALUE_KERNELS)
 _CONTAINER_TYPES: tuple[type, ...] = tuple(
     getattr(module, name) for module in (v2, v1) for name in _CONTAINERS
 )
@@ -129,19 +141,29 @@ for _kind, _names in _TORCHVISION_KINDS.items():
 _DECLARED = "_mtlaug_kind"  # the attribute ``declare_kind`` sets on an instance
 
 
-def declare_kind(transform: Any, kind: str, *, handles_masks: bool = False) -> Any:
+def declare_kind(
+    transform: Any, kind: str, *, handles_masks: bool = False, transforms_values: bool = False
+) -> Any:
     """Tell the audit the kind of a custom transform (a class, or one instance); return it.
 
     The audit never assumes that a transform it does not know is safe; this is how a user
     vouches for one. ``handles_masks=True`` says that it also transforms ``tv_tensors.Mask``
     inputs correctly (moves them with a geometric change); without it, a geometric transform
     is refused for a segmentation task, since the mask would stay behind.
+    ``transforms_values=True`` says that it also changes depth and normals' values as
+    ``TaskKind.transform_values`` does (for instance through kernels registered for
+    ``mtlaug_lib.augment.values.ValueMap``); without it, a geometric transform or a flip is
+    refused for a task that declares ``transforms``.
 
     Example: ``declare_kind(v2.Lambda(lambda x: x * 0.9, tv_tensors.Image), "photometric")``.
     """
     check_choice("kind", kind, TRANSFORM_KINDS)
     if isinstance(transform, type):
         _REGISTRY[transform] = (kind, bool(handles_masks), False)
+        if transforms_values:
+            _VALUE_CLASSES.add(transform)
+        else:
+            _VALUE_CLASSES.discard(transform)
         return transform
     if not callable(transform):
         raise TypeError(
@@ -149,7 +171,7 @@ def declare_kind(transform: Any, kind: str, *, handles_masks: bool = False) -> A
             "callable) or a transform class"
         )
     try:
-        setattr(transform, _DECLARED, (kind, bool(handles_masks)))
+        setattr(transform, _DECLARED, (kind, bool(handles_masks), bool(transforms_values)))
     except AttributeError as err:
         raise TypeError(
             f"cannot record a kind on this {type(transform).__name__}; declare its class instead"
@@ -163,17 +185,18 @@ def describe_transform(transform: Any) -> TransformInfo:
     name = type(transform).__name__
     declared = getattr(transform, _DECLARED, None)
     if declared is not None:
-        kind, handles = declared
+        kind, handles, values = declared
         name = getattr(transform, "__name__", name)
         probe = torchvision_probe(transform) if kind == "geometric" else None
         return TransformInfo(name, kind, handles_masks=handles, batch_only=kind in BATCH_KINDS,
-                             probe=probe)
+                             transforms_values=values, probe=probe)
     for cls in type(transform).__mro__:
         if cls in _REGISTRY:
             kind, handles, is_v1 = _REGISTRY[cls]
             return TransformInfo(
                 name, kind, handles_masks=handles, v1=is_v1, batch_only=kind in BATCH_KINDS,
                 takes_label_maps=cls in _V2_FLIPS,
+                transforms_values=cls in _VALUE_CLASSES,
                 probe=torchvision_probe(transform) if kind == "geometric" else None,
             )
     raise TypeError(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.tasks import CLASSIFICATION, FLIP_KINDS, SEGMENTATION, LabelEffect, Task
+from ..core.tasks import FLIP_KINDS, LabelEffect, Task
 from ..data.multidigits import MultiDigits
 from .kinds import TransformInfo
 from .probe import DRAWS, Measurement, Region, make_probes, measure
@@ -35,12 +35,12 @@ def needs_data(leaves: Sequence[tuple[str, TransformInfo]], tasks: Mapping[str, 
     """Whether the audit must measure on data, the regions to measure, the masks it needs."""
     kinds = {info.kind for _, info in leaves}
     regions = list(dict.fromkeys(
-        t.region for t in tasks.values() if t.region is not None and t.kind == CLASSIFICATION))
+        t.region for t in tasks.values() if t.region is not None and not t.kind_spec.dense))
     geometric = "geometric" in kinds and any(
         t.region is not None or t.max_rotation is not None or t.input_size is not None
         for t in tasks.values())
     permuted = {
-        t.name for t in tasks.values() if t.kind == SEGMENTATION
+        t.name for t in tasks.values() if t.kind_spec.dense
         and any(t.label_effects[k] is LabelEffect.PERMUTES for k in kinds & set(FLIP_KINDS))
         and (t.name in maps or any(t.name in info.label_maps for _, info in leaves))
     }
@@ -151,7 +151,7 @@ def measured_problems(task: Task, measured: Measured | None, tasks: Mapping[str,
                 f"it outputs {_sizes(final)} images, and the task takes "
                 f"{_sizes([task.input_size])}")
     limits = task.region is not None or task.max_rotation is not None
-    if task.kind != CLASSIFICATION or not limits:
+    if task.kind_spec.dense or not limits:
         return problems, ""
     if measured.error:
         return [*problems, measured.error], ""

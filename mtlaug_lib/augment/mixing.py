@@ -189,7 +189,8 @@ class CutMix(_Mixer):
     uniform random centre, clipped to the image; ``lam`` is the area fraction each image keeps
     (exact, after clipping). Each mask task that declares ``moves`` (the default for
     segmentation) gets the partner's mask pasted in the same box, so its loss needs no mixing;
-    classification tasks' losses are mixed with ``lam``.
+    classification tasks' losses are mixed with ``lam``. Depth and normals move the same way (a
+pasted region carries its own depth and normals; normals B x 3 x H x W get the same box).
 
     Args: as ``MixUp``. Call: ``cutmix(batch)`` or ``cutmix(batch, params)``.
     """
@@ -222,4 +223,6 @@ class CutMix(_Mixer):
         batch[IMAGE] = torch.where(inside[:, None], image[p.perm], image)
         for name, task in self.tasks.items():
             if name in batch and task.label_effects[self.kind] is LabelEffect.MOVES:
-                batch[name] = torch.where(inside, batch[name][p.perm], batch[name])
+                labels = batch[name]  # B x H x W, or B x 3 x H x W (normals): broadcast over 3
+                paste = inside if labels.ndim == 3 else inside[:, None]
+                batch[name] = torch.where(paste, labels[p.perm], labels)

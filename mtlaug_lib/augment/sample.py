@@ -1,8 +1,10 @@
 """Augmenting one sample with all its targets: a torchvision v2 pipeline on a sample dict.
 
 ``SampleTransform`` runs a ``torchvision.transforms.v2`` pipeline on a sample dict: the image
-as ``tv_tensors.Image`` and each mask as ``tv_tensors.Mask`` in one call (so one random draw
-moves both, masks with nearest-neighbour sampling), class labels untouched. Use it as
+as ``tv_tensors.Image``, each mask as ``tv_tensors.Mask`` and each depth or normal map as
+``mtlaug_lib.augment.values.DepthMap``/``NormalMap`` in one call (so one random draw moves
+them all, labels with nearest-neighbour sampling, and the values of depth and normals change
+with the image), class labels untouched. Use it as
 ``MultiDigits(transform=...)`` with a ``DataLoader``. Its pipeline is audited and its flips
 repaired when built (``check_pipeline``, ``mtlaug_lib.augment.repair``); the library's flip,
 which applies label maps, is ``RandomFlip`` (``mtlaug_lib.augment.flip``). Whole batches on
@@ -20,22 +22,34 @@ from torchvision import tv_tensors
 
 from ..core.batch_format import IMAGE
 from ..core.checks import describe_value, is_int_tensor
-from ..core.tasks import SEGMENTATION, Task
+from ..core.tasks import Task
 from ..data.multidigits import multidigits_tasks
-from .common import check_tasks
+from .common import check_tasks, label_layout
 from .kinds import walk
 from .label_maps import LabelMaps
 from .repair import check_pipeline
+from .values import value_map_type
 
 
 class SampleTransform:
     """A torchvision v2 transform applied to a sample dict: image and masks in one call.
 
-    ``sample["image"]`` (float or uint8, C x H x W) goes in as ``tv_tensors.Image`` and each
-    segmentation task's mask (integer, H x W) as ``tv_tensors.Mask``, so one random draw moves
-    both and torchvision resamples masks with nearest neighbours (give per-type fills as a dict,
-    ``fill={tv_tensors.Image: 0, tv_tensors.Mask: 0}``). Class labels (0-dim integer tensors or
-    ints) pass through untouched, unless a label map of a flip applies. Plain tensors come back.
+    ``sample["image"]`` (float or uint8, C x H x W) goes in as ``tv_tensors.Image``, each
+    segmentation task's mask (integer, H x W) as ``tv_tensors.Mask``, each depth map (float
+    H x W) as a ``DepthMap`` and each normal map (float 3 x H x W) as a ``NormalMap``
+    (``mtlaug_lib.augment.values``), so one random draw moves them all: torchvision resamples
+    masks with nearest neighbours, and the kernels of ``values`` resample depth and normals the
+    same way and transform their values (a flip negates the normals' x, a zoom divides depth).
+    Class labels (0-dim integer tensors or ints) pass through untouched, unless a label map of
+    a flip applies. Plain tensors come back.
+
+    Pixels a transform brings in from outside the image get each task's ``Task.label_fill``:
+    depth and normals 0 (a hole) whatever fill the transform is given; a mask its task's fill,
+    by shifting its classes so that torchvision's default mask fill (0) lands on it (a scene's
+    semantic map: ``IGNORE_INDEX``; MultiDigits' mask: 0, as before). So give the transform no
+    fill for ``tv_tensors.Mask``: a mask fill outside the task's classes is refused after the
+    transform, and one inside them would be shifted (for the image, ``fill={tv_tensors.Image:
+    0.5}`` is fine).
 
     The pipeline is audited against ``tasks`` when built (``check_pipeline``), so a transform
     that would corrupt a task's labels is refused. Anything the transform cannot handle is an
@@ -93,7 +107,7 @@ class SampleTransform:
         keys, augmented, as plain tensors."""
         inputs = self._wrap(sample)
         out = self.transform(inputs)
-        return self._unwrap(out, inputs)
+        return self._unwrap(out, inputs, sample)
 
     def _wrap(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(sample, Mapping):
@@ -129,20 +143,8 @@ class SampleTransform:
                     f"one of the tasks {tuple(self.tasks)}; it cannot tell how to transform it "
                     "(and passes nothing through untransformed)"
                 )
-            if task.kind == SEGMENTATION:
-                ok = (isinstance(value, torch.Tensor) and is_int_tensor(value)
-                      and type(value) in (torch.Tensor, tv_tensors.Mask))
-                if not ok:
-                    raise TypeError(
-                        f"SampleTransform: sample[{key!r}] (a segmentation task) is a "
-                        f"{describe_value(value)}, expected an integer tensor H x W (a mask)"
-                    )
-                if tuple(value.shape) != size:
-                    raise ValueError(
-                        f"SampleTransform: sample[{key!r}] has shape {tuple(value.shape)}, "
-                        f"expected {size}, the image's height and width"
-                    )
-                wrapped[key] = tv_tensors.Mask(value)
+            if task.kind_spec.dense:
+                wrapped[key] = self._wrap_dense(key, task, value, size)
             else:
                 ok_int = isinstance(value, int) and not isinstance(value, bool)
                 ok_tensor = (type(value) is torch.Tensor and value.ndim == 0
@@ -156,7 +158,70 @@ class SampleTransform:
                 wrapped[key] = value  # a plain tensor: v2 passes it through untouched
         return wrapped
 
-    def _unwrap(self, out: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def _wrap_dense(self, key: str, task: Task, value: Any, size: tuple[int, ...]) -> Any:
+        """A dense label map as the ``TVTensor`` that moves it: a mask (its classes shifted by
+        the task's fill, so that torchvision's fill 0 lands on it) or a ``ValueMap``."""
+        spec = task.kind_spec
+        cls = tv_tensors.Mask if spec.has_classes else value_map_type(task.kind)
+        if cls is None:
+            raise TypeError(
+                f"SampleTransform: task {key!r} is a {task.kind} task, whose labels it cannot "
+                "transform (no tv_tensor for them)"
+            )
+        shape = spec.label_shape(1, *size)[1:]
+        layout = label_layout(spec).removeprefix("B x ")  # "H x W", "3 x H x W"
+        want = (f"an integer tensor {layout} (a mask)" if spec.has_classes
+                else f"a float tensor {layout}")
+        ok = (isinstance(value, torch.Tensor) and type(value) in (torch.Tensor, cls)
+              and (is_int_tensor(value) if spec.has_classes else value.is_floating_point()))
+        if not ok:
+            raise TypeError(
+                f"SampleTransform: sample[{key!r}] (a {task.kind} task) is a "
+                f"{describe_value(value)}, expected {want}"
+            )
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"SampleTransform: sample[{key!r}] has shape {tuple(value.shape)}, expected "
+                f"{shape}, the image's height and width ({task.kind} {spec.label_layout})"
+            )
+        plain = value.as_subclass(torch.Tensor)
+        fill = task.label_fill
+        if spec.has_classes and fill:
+            plain = plain.long() - int(fill)
+        return cls(plain)
+
+    def _unwrap_dense(self, key: str, task: Task, value: Any, size: tuple[int, ...],
+                      original: torch.Tensor) -> torch.Tensor:
+        """The plain labels of a transformed dense map (the mask's shift undone), checked."""
+        spec = task.kind_spec
+        cls = tv_tensors.Mask if spec.has_classes else value_map_type(task.kind)
+        shape = spec.label_shape(1, *size)[1:]
+        what = "mask" if spec.has_classes else f"{task.kind} map"
+        if not isinstance(value, cls) or tuple(value.shape) != shape:
+            raise ValueError(
+                f"SampleTransform: after the transform, sample[{key!r}] is a "
+                f"{describe_value(value)}, expected a {cls.__name__} of shape {shape}, the "
+                f"image's size; a transform changed the image without the {what}"
+            )
+        plain = value.as_subclass(torch.Tensor)
+        fill = task.label_fill
+        if spec.has_classes and fill:
+            plain = plain + int(fill)
+            lowest = min(0, int(fill))
+            if plain.numel() and (int(plain.min()) < lowest
+                                  or int(plain.max()) >= task.num_classes):
+                raise ValueError(
+                    f"SampleTransform: after the transform, sample[{key!r}] holds classes in "
+                    f"[{int(plain.min())}, {int(plain.max())}], expected [{lowest}, "
+                    f"{task.num_classes - 1}]; give the transform no fill for "
+                    f"tv_tensors.Mask: pixels from outside the image get the task's fill "
+                    f"({fill}) already"
+                )
+            plain = plain.to(original.dtype)
+        return plain
+
+    def _unwrap(self, out: Any, inputs: Mapping[str, Any],
+                sample: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(out, Mapping) or set(out) != set(inputs):
             got = tuple(out) if isinstance(out, Mapping) else type(out).__name__
             raise TypeError(
@@ -175,14 +240,9 @@ class SampleTransform:
         for key, value in out.items():
             if key == IMAGE:
                 continue
-            if self.tasks[key].kind == SEGMENTATION:
-                if not isinstance(value, tv_tensors.Mask) or tuple(value.shape) != size:
-                    raise ValueError(
-                        f"SampleTransform: after the transform, sample[{key!r}] is a "
-                        f"{describe_value(value)}, expected a Mask of the image's size {size}; "
-                        "a transform changed the image without the mask"
-                    )
-                result[key] = value.as_subclass(torch.Tensor)
+            task = self.tasks[key]
+            if task.kind_spec.dense:
+                result[key] = self._unwrap_dense(key, task, value, size, sample[key])
             else:
                 result[key] = value
         return result

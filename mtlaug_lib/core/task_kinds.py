@@ -44,6 +44,10 @@ class LabelEffect(str, Enum):
     # that exchanges them back repairs the labels. Only flips can permute classes.
     PERMUTES = "permutes"
     MIXES = "mixes"  # the labels must be mixed with the images (MixUp, CutMix)
+    # The labels move with the image AND their values change with it: a flip negates the
+    # normals' x component, a zoom by s divides depth by s (``TaskKind.transform_values``).
+    # Only for geometric transforms and flips, and only for kinds that have a value transform.
+    TRANSFORMS = "transforms"
 
 
 # Kinds of transform that the augmentation audit knows (``mtlaug_lib.augment.kinds`` maps each
@@ -56,6 +60,9 @@ TRANSFORM_KINDS = (
     "region_mixing",
 )
 FLIP_KINDS = ("horizontal_flip", "vertical_flip")  # the kinds that can permute a task's classes
+# The kinds under which label values can change with the image ("transforms"): those that move
+# pixels by a linear map about the image centre (a shift moves pixels but changes no value).
+VALUE_KINDS = ("geometric", *FLIP_KINDS)
 
 
 class TaskLike(Protocol):
@@ -253,7 +260,8 @@ class TaskKind:
     ``primary_metric``; ``metrics`` (the metrics the meter reports besides ``loss``, those the
     multi-task score uses); ``higher_is_better`` (for every key the meter reports, ``loss``
     included); ``default_effects`` (a ``LabelEffect`` for every one of ``TRANSFORM_KINDS``);
-    ``meter_class``.
+    ``meter_class``; ``has_value_transform`` (the kind's label values change under a geometric
+    transform, through ``transform_values``, so its tasks may declare ``transforms``).
     """
 
     name: ClassVar[str]
@@ -269,10 +277,33 @@ class TaskKind:
     higher_is_better: ClassVar[Mapping[str, bool]]
     default_effects: ClassVar[Mapping[str, LabelEffect]]
     meter_class: ClassVar[type[TaskMeter]]
+    has_value_transform: ClassVar[bool] = False
 
     def check_task(self, task: TaskLike) -> None:
         """Raise a clear error if the task's ``num_classes`` or ``class_names`` do not fit."""
         raise NotImplementedError
+
+    def check_fill(self, task: TaskLike, fill: object) -> None:
+        """Raise a clear error if ``fill`` (a task's value for the pixels a transform brings in
+        from outside the image; None: ``hole_value``) does not fit the kind."""
+        if fill is not None:
+            raise ValueError(
+                f"task {task.name!r}: fill is {fill!r}, but a {self.name} task has no label per "
+                "pixel to fill; expected None"
+            )
+
+    def transform_values(self, labels: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """The labels' values after the image went through the linear map ``linear``.
+
+        ``labels``: a batch in the kind's layout (``label_layout``), already resampled with
+        the image (moved); ``linear``: float B x 2 x 2, the map L that the transform applies to
+        pixel coordinates about the image centre (output = L @ input, x right, y down): a
+        horizontal flip is diag(-1, 1), a zoom by s is s * I. Holes stay holes. Only kinds
+        with ``has_value_transform``.
+        """
+        raise NotImplementedError(
+            f"a {self.name} task's labels have no value transform (has_value_transform is False)"
+        )
 
     def check_effects(self, task: TaskLike, effects: Mapping[str, LabelEffect]) -> None:
         """Refuse effects this kind cannot carry out (no classes to permute, no mixed loss)."""
@@ -287,6 +318,17 @@ class TaskKind:
                     f"task {task.name!r}: a {self.name} task's labels cannot be mixed (a blend "
                     f"of two images is not the blend of their labels), so {transform} cannot "
                     "declare 'mixes'; expected 'breaks', or 'moves' for a pasted region"
+                )
+            if effect is LabelEffect.TRANSFORMS and not self.has_value_transform:
+                raise ValueError(
+                    f"task {task.name!r}: a {self.name} task's label values have no transform, "
+                    f"so {transform} cannot declare 'transforms'; expected 'moves', 'keeps' or "
+                    "'breaks'"
+                )
+            if effect is LabelEffect.TRANSFORMS and transform not in VALUE_KINDS:
+                raise ValueError(
+                    f"task {task.name!r}: a transform of kind {transform!r} cannot transform "
+                    f"label values; 'transforms' is for the kinds {VALUE_KINDS}"
                 )
 
     def out_channels(self, task: TaskLike) -> int:
@@ -334,6 +376,21 @@ class ClassKind(TaskKind):
 
     def out_channels(self, task: TaskLike) -> int:
         return int(task.num_classes)
+
+    def check_fill(self, task: TaskLike, fill: object) -> None:
+        """A dense class kind fills with a class index or ``ignore_index``."""
+        if fill is None or not self.dense:
+            super().check_fill(task, fill)
+            return
+        k = int(task.num_classes)
+        ok = (isinstance(fill, int) and not isinstance(fill, bool)
+              and (0 <= fill < k or fill == self.ignore_index))
+        if not ok:
+            ignore = "" if self.ignore_index is None else f" or {self.ignore_index} (IGNORE_INDEX)"
+            raise ValueError(
+                f"task {task.name!r}: fill is {fill!r}, expected a class index in [0, {k - 1}]"
+                f"{ignore}, or None for {self.hole_value}"
+            )
 
     def check_labels(self, task: TaskLike, output: torch.Tensor, labels: torch.Tensor) -> None:
         """Output ``output_layout`` with C = ``num_classes``; labels integer class indices of
@@ -476,14 +533,15 @@ class SegmentationKind(ClassKind):
                 "pixel_accuracy": float(c.diag().sum()) / total if total else math.nan}
 
 
-# What a geometric transform does to depth and normals *values* (a flip negates the normals'
-# x, a zoom divides depth) comes in a later step of issue 11; until then these kinds declare
-# that geometric transforms and flips break their labels, so the audit refuses them.
+# A geometric transform or a flip moves depth and normals with the image and changes their
+# values (a flip negates the normals' x, a zoom divides depth): each kind's
+# ``transform_values`` does it, so these transforms are safe for them ("transforms"), unlike a
+# flip for MultiDigits' digits.
 _REGRESSION_EFFECTS = {
     "photometric": LabelEffect.KEEPS,
-    "geometric": LabelEffect.BREAKS,
-    "horizontal_flip": LabelEffect.BREAKS,
-    "vertical_flip": LabelEffect.BREAKS,
+    "geometric": LabelEffect.TRANSFORMS,
+    "horizontal_flip": LabelEffect.TRANSFORMS,
+    "vertical_flip": LabelEffect.TRANSFORMS,
     "occlusion": LabelEffect.BREAKS,  # erased pixels keep their depth and normals in the labels
     "mixing": LabelEffect.BREAKS,  # a blend of two images is not the blend of their labels
     "region_mixing": LabelEffect.MOVES,  # a pasted region carries its own depth and normals
@@ -493,8 +551,20 @@ _REGRESSION_EFFECTS = {
 class DenseRegressionKind(TaskKind):
     """A kind whose labels are values per pixel (float), with holes where a label is missing.
 
-    Subclasses declare ``channels`` (of output and labels) and ``check_values``, ``valid``
-    and ``pixel_loss``; the loss is the mean of ``pixel_loss`` over valid pixels.
+    Subclasses declare ``channels`` (of output and labels) and ``check_values``, ``valid``,
+    ``pixel_loss`` and ``transform_values``; the loss is the mean of ``pixel_loss`` over valid
+    pixels.
+
+    How a geometric transform changes the values (the physics; ``transform_values``): for a
+    pinhole camera of fixed focal length f, the image warped by the linear map L (about the
+    principal point, pixel units) is exactly the image of the scene moved by the linear map
+    A = diag(L / s, 1 / s), s = sqrt(|det L|): back-projecting the pixel L u at depth z / s
+    gives A X. So depth becomes z / s and a normal n becomes normalise(A^-T n) =
+    normalise(L^-T (nx, ny), nz). A zoom by s divides depth by s: an object that looks s times
+    bigger is s times closer, keeping its metric size (the usual monocular-depth convention,
+    Eigen et al. 2014; keeping depth instead would teach the net that apparent size says
+    nothing about distance). A shift of the image (a crop) is a shift of the principal point,
+    as every random crop in dense prediction treats it: values unchanged.
     """
 
     label_dtype = torch.float32
@@ -503,7 +573,36 @@ class DenseRegressionKind(TaskKind):
     mixed_loss = False
     hole_value = 0.0  # depth 0, normal (0, 0, 0)
     default_effects = _REGRESSION_EFFECTS
+    has_value_transform = True
     channels: ClassVar[int]
+
+    def check_fill(self, task: TaskLike, fill: object) -> None:
+        """Out-of-view pixels have no depth or normal: only the hole value (0) fits."""
+        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))
+                                 or fill != self.hole_value):
+            raise ValueError(
+                f"task {task.name!r}: fill is {fill!r}, expected 0 or None: a pixel brought in "
+                f"from outside the image has no {self.name} (a hole, 0)"
+            )
+
+    @staticmethod
+    def check_linear(labels: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """``linear`` checked: float B x 2 x 2 for B = len(labels), finite, invertible."""
+        if (not isinstance(linear, torch.Tensor) or linear.shape != (len(labels), 2, 2)
+                or not linear.is_floating_point()):
+            got = (f"{linear.dtype} {tuple(linear.shape)}" if isinstance(linear, torch.Tensor)
+                   else type(linear).__name__)
+            raise ValueError(
+                f"argument 'linear' is {got}, expected float B x 2 x 2 with B = {len(labels)}, "
+                "the labels' batch"
+            )
+        det = torch.linalg.det(linear.double())
+        if not bool(torch.isfinite(det).all()) or bool((det.abs() < 1e-12).any()):
+            raise ValueError(
+                "argument 'linear' holds a non-finite or singular map, expected invertible "
+                "2 x 2 maps (a transform that collapses the image has no inverse)"
+            )
+        return linear
 
     def check_task(self, task: TaskLike) -> None:
         if task.num_classes is not None or task.class_names:
@@ -604,6 +703,13 @@ class DepthKind(DenseRegressionKind):
     def pixel_loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return (output[:, 0] - labels).abs()
 
+    def transform_values(self, labels: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """z' = z / s with s = sqrt(|det L|) (a zoom by s divides depth by s; a flip or a
+        rotation leaves it); a hole (0) stays 0. labels B x H x W, linear B x 2 x 2."""
+        linear = self.check_linear(labels, linear)
+        s = torch.linalg.det(linear.double()).abs().sqrt().to(labels.dtype)
+        return labels / s.view(-1, 1, 1)
+
 
 class NormalsKind(DenseRegressionKind):
     """Unit surface normals in the camera frame: output B x 3 x H x W (any length: normalised
@@ -640,6 +746,24 @@ class NormalsKind(DenseRegressionKind):
 
     def pixel_loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return 1 - (unit(output) * unit(labels)).sum(dim=1)
+
+    def transform_values(self, labels: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
+        """n' = normalise(L^-T (nx, ny), nz): a horizontal flip negates nx, a rotation rotates
+        (nx, ny) with the image, a zoom by s gives normalise(nx, ny, s nz); a hole (0, 0, 0)
+        stays (0, 0, 0). Each vector keeps its length (1, up to the rounding of float16
+        storage, which is left as it is: a flip twice gives back the very same labels).
+        labels B x 3 x H x W, linear B x 2 x 2."""
+        linear = self.check_linear(labels, linear)
+        m = torch.linalg.inv(linear.double()).transpose(1, 2).to(labels.dtype)  # L^-T
+        m = m[:, :, :, None, None]  # B x 2 x 2 x 1 x 1, per sample
+        x, y, z = labels.unbind(1)
+        nx, ny = m[:, 0, 0] * x + m[:, 0, 1] * y, m[:, 1, 0] * x + m[:, 1, 1] * y
+        # A hole's zero vector stays zero; a valid one gets its former length back. (Sums of
+        # squares channel by channel: a norm over dim 1 is many times slower on a CPU.)
+        before = (x * x + y * y + z * z).sqrt()
+        after = (nx * nx + ny * ny + z * z).sqrt()
+        scale = torch.where(after > 0, before / after.clamp_min(torch.finfo(after.dtype).tiny), 0.0)
+        return torch.stack([nx * scale, ny * scale, z * scale], dim=1)
 
 
 # The registry: a new kind is one class above and one entry here.

@@ -17,6 +17,7 @@ from .task_kinds import (
     IGNORE_INDEX,
     TASK_KINDS,
     TRANSFORM_KINDS,
+    VALUE_KINDS,
     LabelEffect,
     TaskKind,
     TaskMeter,
@@ -31,7 +32,7 @@ KINDS = tuple(TASK_KINDS)
 
 __all__ = [
     "CLASSIFICATION", "DEPTH", "FLIP_KINDS", "IGNORE_INDEX", "KINDS", "NORMALS", "SEGMENTATION",
-    "TASK_KINDS", "TRANSFORM_KINDS", "LabelEffect", "Task", "TaskKind", "TaskMeter",
+    "TASK_KINDS", "TRANSFORM_KINDS", "VALUE_KINDS", "LabelEffect", "Task", "TaskKind", "TaskMeter",
     "multitask_score", "select_tasks",
 ]
 
@@ -64,6 +65,11 @@ class Task:
             right (None: any); the audit measures what a transform rotates.
         input_size: the image size ``(H, W)`` the task's head takes (None: any); the audit
             refuses a pipeline whose output has another size.
+        fill: for a dense task, the label of a pixel that a geometric transform brings in from
+            outside the image (None: the kind's hole value, ``IGNORE_INDEX`` for segmentation,
+            0 for depth and normals, which take no other). MultiDigits' mask sets 0 (the canvas
+            is black beyond its border: background); a scene's semantic map keeps
+            ``IGNORE_INDEX`` (an out-of-view pixel has no label, and class 0 is the floor).
     """
 
     name: str
@@ -75,6 +81,7 @@ class Task:
     min_visible: float = 0.9
     max_rotation: float | None = None
     input_size: tuple[int, int] | None = None
+    fill: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -100,6 +107,7 @@ class Task:
                 )
         spec.check_effects(self, effects)
         object.__setattr__(self, "label_effects", effects)
+        spec.check_fill(self, self.fill)
         self._check_geometry()
 
     def _check_geometry(self) -> None:
@@ -144,6 +152,12 @@ class Task:
     def kind_spec(self) -> TaskKind:
         """The task's kind: its label layout, loss, metrics and default label effects."""
         return TASK_KINDS[self.kind]
+
+    @property
+    def label_fill(self) -> float | None:
+        """The label of a pixel brought in from outside the image: ``fill``, or the kind's
+        ``hole_value`` when ``fill`` is None (None for a kind without labels per pixel)."""
+        return self.kind_spec.hole_value if self.fill is None else self.fill
 
     @property
     def out_channels(self) -> int:

@@ -208,3 +208,102 @@ def plot_metric_spread(
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
+
+
+# Scenes' semantic classes (floor, wall, sphere, box, cylinder) and, in grey, a pixel without a
+# label (``IGNORE_INDEX``, which an augmentation brings in from outside the image).
+SCENE_COLOURS = ((0.55, 0.35, 0.2), (0.75, 0.75, 0.7), (0.9, 0.2, 0.2), (0.2, 0.5, 0.9),
+                 (0.95, 0.75, 0.1))
+HOLE_COLOUR = (0.3, 0.3, 0.3)
+
+
+def normals_to_rgb(normals: torch.Tensor) -> np.ndarray:
+    """Unit normals 3 x H x W (camera frame) -> H x W x 3 colours: (n + 1) / 2 per component,
+    so x to the right is red, y down is green and z towards the camera is dark blue; a hole,
+    (0, 0, 0), is black."""
+    n = normals.detach().cpu().float()
+    hole = (n == 0).all(dim=0)
+    rgb = ((n + 1) / 2).clamp(0, 1).masked_fill(hole, 0)
+    return rgb.permute(1, 2, 0).numpy()
+
+
+def show_scenes(
+    batch: Mapping[str, torch.Tensor],
+    n: int = 4,
+    title: str = "Scenes: image and its three label maps",
+    class_names: Sequence[str] = ("floor", "wall", "sphere", "box", "cylinder"),
+) -> Figure:
+    """One row per sample: the image, the semantic map, the depth and the normals.
+
+    Args:
+        batch: ``image`` B x 3 x H x W, ``semantic`` int B x H x W (-1: no label),
+            ``depth`` B x H x W metres (0: hole), ``normals`` B x 3 x H x W.
+        n: how many samples (rows).
+        title: the figure's title.
+        class_names: the semantic classes, for the legend.
+    """
+    n = min(n, len(batch["image"]))
+    if n < 1:
+        raise ValueError("argument 'batch' holds no samples to show")
+    colours = ListedColormap([HOLE_COLOUR, *SCENE_COLOURS[:len(class_names)]])
+    columns = ("image", "semantic", "depth (m)", "normals (x red, y green)")
+    fig, axes = plt.subplots(n, 4, figsize=(8.4, 2.1 * n + 0.6), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(_as_image(batch["image"][i]))
+        semantic = batch["semantic"][i].cpu().numpy() + 1  # -1 (no label) -> 0, grey
+        axes[i, 1].imshow(semantic, cmap=colours, vmin=0, vmax=len(class_names),
+                          interpolation="nearest")
+        depth = batch["depth"][i].cpu().float().numpy()
+        image = axes[i, 2].imshow(np.ma.masked_equal(depth, 0), cmap="viridis_r")
+        fig.colorbar(image, ax=axes[i, 2], fraction=0.046, pad=0.02)
+        axes[i, 3].imshow(normals_to_rgb(batch["normals"][i]))
+    for j, name in enumerate(columns):
+        axes[0, j].set_title(name, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [Patch(color=SCENE_COLOURS[k], label=name) for k, name in enumerate(class_names)]
+    handles.append(Patch(color=HOLE_COLOUR, label="no label"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_task_panels(
+    results: Mapping[str, Mapping[str, Sequence[float]]],
+    ylabels: Mapping[str, str],
+    title: str,
+) -> Figure:
+    """One panel per task (tasks in different units get their own axis): a bar per setting
+    for the mean over seeds, min-max whiskers, and each seed as a dot.
+
+    ``results[setting][task]`` is the list of per-seed values; ``ylabels[task]`` names the
+    metric and says which way is better.
+    """
+    settings = list(results)
+    tasks = list(ylabels)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.3), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    xs = np.arange(len(settings))
+    for ax, task in zip(axes[0], tasks, strict=True):
+        values = [np.asarray(results[s][task], dtype=float) for s in settings]
+        means = np.array([v.mean() for v in values])
+        low = means - np.array([v.min() for v in values])
+        high = np.array([v.max() for v in values]) - means
+        ax.bar(xs, means, 0.7, yerr=[low, high], capsize=4, alpha=0.8,
+               color=[colours[j % len(colours)] for j in range(len(settings))])
+        for x, v in zip(xs, values, strict=True):
+            ax.plot([x] * len(v), v, "k.", markersize=4)
+        lo = min(float(v.min()) for v in values)
+        hi = max(float(v.max()) for v in values)
+        pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+        ax.set_ylim(lo - 3 * pad, hi + pad)  # the differences, not the distance from zero
+        ax.set_xticks(xs, settings, rotation=30, ha="right", fontsize=8)
+        ax.set_title(task)
+        ax.set_ylabel(ylabels[task])
+    fig.suptitle(f"{title}\n(bars: mean over seeds; whiskers: min-max; dots: one seed each)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

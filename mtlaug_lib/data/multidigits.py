@@ -453,6 +453,7 @@ def multidigits_tasks() -> dict[str, Task]:
                       max_rotation=DIGIT_MAX_ROTATION, input_size=size),
         "mask": Task(
             "mask", SEGMENTATION, 3, MASK_CLASSES,
-            {"horizontal_flip": LabelEffect.PERMUTES}, input_size=size,
+            # The canvas is black beyond its border: a pixel brought in is background (0).
+            {"horizontal_flip": LabelEffect.PERMUTES}, input_size=size, fill=0,
         ),
     }

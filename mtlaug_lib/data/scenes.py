@@ -775,10 +775,11 @@ def scenes_tasks() -> dict[str, Task]:
     """The three dense tasks on ``Scenes``: ``semantic`` (segmentation into ``SCENE_CLASSES``),
     ``depth`` (metres) and ``normals`` (unit vectors in the camera frame).
 
-    Their label effects are their kinds' defaults: colour changes keep every label; for depth
-    and normals a geometric transform or a flip changes the label *values* (a flip negates the
-    normals' x component, a zoom changes depth), which these tasks do not declare yet, so the
-    audit refuses such transforms for them.
+    Their label effects are their kinds' defaults: colour changes keep every label; the
+    semantic map moves with a geometric transform or a flip, and pixels brought in from outside
+    the image get ``IGNORE_INDEX`` (class 0 is the floor); depth and normals move and their
+    *values* change (``transforms``: a flip negates the normals' x component, a zoom by s
+    divides depth by s), so the audit allows flips, rotations and zooms for all three tasks.
     """
     return {
         "semantic": Task("semantic", SEGMENTATION, len(SCENE_CLASSES), SCENE_CLASSES),

@@ -5,14 +5,15 @@ A check prints one line starting with ``Correct`` when the answer is right, and 
 answer stops "Run all" at the exercise, as a failing test would.
 
 One module per notebook, named after it (``backbone`` for 01, ``heads`` for 02,
-``augmentation`` for 03, ``joint_vs_alternating`` for 04, ``loss_weighting`` for 05), and
-``common`` for what they share. The notebooks call the checks from here:
+``augmentation`` for 03, ``joint_vs_alternating`` for 04, ``loss_weighting`` for 05, ``dense``
+for 06), and ``common`` for what they share. The notebooks call the checks from here:
 ``from mtlaug_lib import exercises; exercises.check_feature_size(...)``.
 """
 
 from .augmentation import check_mixup_loss, check_safe_pipeline
 from .backbone import check_conv_parameters, check_feature_size
 from .common import ExerciseError
+from .dense import check_flip_normals, check_rotate_normals, check_zoom_depth
 from .heads import check_multitask_score, check_sum_task
 from .joint_vs_alternating import check_alternating_step, check_gradient_cosine
 from .loss_weighting import check_mgda_two_tasks, check_pcgrad_projection
@@ -22,11 +23,14 @@ __all__ = [
     "check_alternating_step",
     "check_conv_parameters",
     "check_feature_size",
+    "check_flip_normals",
     "check_gradient_cosine",
     "check_mgda_two_tasks",
     "check_mixup_loss",
     "check_multitask_score",
     "check_pcgrad_projection",
+    "check_rotate_normals",
     "check_safe_pipeline",
     "check_sum_task",
+    "check_zoom_depth",
 ]
