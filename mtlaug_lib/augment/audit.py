@@ -172,13 +172,12 @@ def _judge(
             return AuditRow(**row, allowed=True, reason=f"the {what} moves with the image")
         if not info.transforms_values:
             return AuditRow(**row, allowed=False, reason=(
-                f"no value transform is declared for {info.name}: task {task.name!r}'s "
-                f"{task.kind} values must change with the image under a transform of kind "
-                f"{info.kind!r}, but {info.name} would only move them (a torchvision v2 "
-                "transform without a kernel for them passes them through untouched); use "
-                "BatchAugment, RandomFlip or a v2 transform of "
-                "mtlaug_lib.augment.values.TRANSFORMS_WITH_VALUE_KERNELS, or declare it with "
-                "declare_kind(..., transforms_values=True)"))
+                f"no value transform is declared for {info.name}: the {task.kind} values of "
+                f"task {task.name!r} must change with the image under a {info.kind} "
+                f"transform, but {info.name} would only move them (torchvision passes a "
+                "tensor type it has no kernel for through untouched); use BatchAugment, "
+                "RandomFlip or a v2 transform in "
+                "mtlaug_lib.augment.values.TRANSFORMS_WITH_VALUE_KERNELS"))
         return AuditRow(**row, allowed=True, reason=(
             f"the {what} moves with the image and its values are transformed with it"))
     if effect is LabelEffect.MIXES:

@@ -143,7 +143,7 @@ def plot_bars(
 
 
 EFFECT_COLOURS = {"keeps": "#d9f0d3", "moves": "#a6dba0", "mixes": "#c2a5cf", "breaks": "#f4a582",
-                  "permutes": "#fddbc7"}
+                  "permutes": "#fddbc7", "transforms": "#92c5de"}
 
 
 def plot_audit(audit: object, title: str = "Label-safety audit") -> Figure:
