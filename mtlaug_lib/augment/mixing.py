@@ -190,7 +190,7 @@ class CutMix(_Mixer):
     (exact, after clipping). Each mask task that declares ``moves`` (the default for
     segmentation) gets the partner's mask pasted in the same box, so its loss needs no mixing;
     classification tasks' losses are mixed with ``lam``. Depth and normals move the same way (a
-pasted region carries its own depth and normals; normals B x 3 x H x W get the same box).
+    pasted region carries its own depth and normals; normals B x 3 x H x W get the same box).
 
     Args: as ``MixUp``. Call: ``cutmix(batch)`` or ``cutmix(batch, params)``.
     """
