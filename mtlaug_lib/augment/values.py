@@ -9,7 +9,9 @@ the hole value 0, whatever ``fill`` the transform was given), then changes their
 the task kind's ``transform_values`` and the linear map L the functional's arguments define
 (``TaskKind.transform_values`` has the physics): a flip negates the normals' x, a rotation
 rotates their x-y components, a zoom by s divides depth by s; a crop or a pad (a shift of the
-principal point) changes no value.
+principal point) changes no value. A resize counts as a zoom, since the network is taken to see
+every image through the same focal length in pixels: to change the resolution of a whole data
+set, load or render it at that size instead (``Scenes(image_size=...)``), which keeps depth.
 
 A v2 transform whose functional has no kernel here passes a ``ValueMap`` through untouched
 (torchvision's rule for an unknown ``TVTensor``): silently wrong labels. So the audit allows a
