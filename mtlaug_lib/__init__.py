@@ -27,6 +27,7 @@ from .augment.mixing import CutMix, MixUp
 from .augment.registry import AUGMENTERS
 from .augment.repair import check_pipeline
 from .augment.sample import SampleTransform
+from .core.architectures import ARCHITECTURES, make_architecture
 from .core.checkpoint import load_checkpoint, save_checkpoint
 from .core.encoder_decoder import EncoderDecoder
 from .core.losses import MultiTaskLoss
@@ -96,6 +97,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARCHITECTURES",
+    "make_architecture",
     "scenes_tasks",
     "nyuv2_tasks",
     "load_scenes",

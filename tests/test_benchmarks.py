@@ -63,3 +63,21 @@ def test_bench_scenes_runs_and_records(tmp_path: Path) -> None:
         "16"}
     memory = result["stored (images, semantic, depth, normals) by image size"]["16"]
     assert memory["bytes_per_sample"] == 12 * 16 * 16
+
+
+def test_bench_architectures_runs_and_records(tmp_path: Path) -> None:
+    out = tmp_path / "architectures.json"
+    result = _load("bench_architectures").main(
+        ["--size", "8", "--batch-size", "2", "--width", "2", "--branch-points", "0", "8",
+         "--threads", "1", "--steps", "1", "--rounds", "1", "--out", str(out)])
+    times = json.loads(out.read_text())["step_time (median and range over rounds)"]["1 thread"]
+    assert set(times) == {"hard", "branched (branch_point=0)", "branched (branch_point=8)",
+                          "cross_stitch", "mtan", "mmoe"}
+    assert times["hard"]["x_hard"] == 1.0
+    # branch point 8 of 8 blocks is hard sharing: the same parameters and MACs
+    costs = result["costs"]
+    assert costs["branched (branch_point=8)"]["parameters"] == costs["hard"]["parameters"]
+    assert costs["branched (branch_point=8)"]["macs_per_image"] == costs["hard"][
+        "macs_per_image"]
+    memory = result["peak_memory (resident, above the memory before the first step; 1 thread)"]
+    assert set(memory) == set(times)

@@ -4,7 +4,10 @@ A checkpoint is a dict of tensors and plain Python values (no pickled classes), 
 runs no code from the file. It records the model's signature (task names and every parameter's
 shape) so that a checkpoint of another architecture or task set is refused with a message that
 says what differs, instead of a long ``load_state_dict`` traceback or, worse, a silent partial
-load.
+load. A model built by ``make_architecture`` also has its ``architecture`` (name, backbone and
+options) recorded and compared first, so that the message names the architecture or option
+that differs; checkpoints without one (older ones, ``make_model``'s models) are compared by
+their signature alone, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ def model_signature(model: nn.Module) -> dict[str, Any]:
     tasks = list(getattr(model, "tasks", ()))
     shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
     return {"tasks": tasks, "shapes": shapes}
+
+
+def _describe_architecture(saved: Any, current: Any) -> str | None:
+    """What differs between two ``architecture`` records, or None if they agree (or either is
+    missing: then the signature decides)."""
+    if not isinstance(saved, dict) or not isinstance(current, dict) or saved == current:
+        return None
+    parts = [f"{key}: saved {saved.get(key)!r}, here {current.get(key)!r}"
+             for key in ("name", "backbone") if saved.get(key) != current.get(key)]
+    s, c = saved.get("options", {}), current.get("options", {})
+    parts += [f"option {k!r}: saved {s.get(k, 'not set')!r}, here {c.get(k, 'not set')!r}"
+              for k in sorted(set(s) | set(c), key=str) if s.get(k) != c.get(k)]
+    return (f"it was saved from architecture {saved.get('name')!r}, this model is "
+            f"{current.get('name')!r} ({'; '.join(parts)})")
 
 
 def _describe_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
@@ -66,6 +83,7 @@ def save_checkpoint(
     state = {
         "format": FORMAT,
         "signature": model_signature(model),
+        "architecture": getattr(model, "architecture", None),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -98,6 +116,10 @@ def load_checkpoint(
         ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a checkpoint of this library (format {FORMAT})")
+    differs = _describe_architecture(state.get("architecture"), getattr(model, "architecture",
+                                                                        None))
+    if differs:
+        raise ValueError(f"checkpoint {path} does not fit this model: {differs}")
     current = model_signature(model)
     if state["signature"] != current:
         raise ValueError(

@@ -103,6 +103,31 @@ class GlobalContext(nn.Module):
         return x + F.relu(self.conv(x.mean(dim=(2, 3), keepdim=True)))
 
 
+def check_input(x: object, depth: int, who: str = "EncoderDecoder") -> None:
+    """Raise a ``ValueError`` naming the input's shape and what was expected, unless ``x``
+    is a float batch N x 3 x H x W with H and W positive multiples of ``2^depth``. ``who``
+    names the network in the message. (A function, so that a network cut into blocks,
+    ``core.architectures``, checks its input as the whole ``EncoderDecoder`` does.)"""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{who} expects a batch of images N x 3 x H x W, got {got}")
+    if x.shape[1] != IN_CHANNELS:
+        raise ValueError(
+            f"{who} expects {IN_CHANNELS} input channels (N x 3 x H x W), got {x.shape[1]} "
+            f"(input shape {tuple(x.shape)})"
+        )
+    h, w, m = x.shape[2], x.shape[3], 2**depth
+    if h < m or w < m or h % m or w % m:
+        raise ValueError(
+            f"{who} expects H and W to be positive multiples of 2^depth = {m} (depth "
+            f"{depth}: {depth} halvings and back), got {h} x {w} (input shape "
+            f"{tuple(x.shape)}); crop or pad the images, for example to "
+            f"{max(m, h // m * m)} x {max(m, w // m * m)}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{who} expects float images, got dtype {x.dtype}")
+
+
 class EncoderDecoder(nn.Module):
     """A size-agnostic U-Net-like backbone: N x 3 x H x W images -> N x width x H x W features.
 
@@ -164,25 +189,7 @@ class EncoderDecoder(nn.Module):
     def check_input(self, x: object) -> None:
         """Raise a ``ValueError`` naming the input's shape and what was expected, unless ``x``
         is a float batch N x 3 x H x W with H and W positive multiples of ``2^depth``."""
-        who = type(self).__name__
-        if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{who} expects a batch of images N x 3 x H x W, got {got}")
-        if x.shape[1] != IN_CHANNELS:
-            raise ValueError(
-                f"{who} expects {IN_CHANNELS} input channels (N x 3 x H x W), got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)})"
-            )
-        h, w, m = x.shape[2], x.shape[3], self.multiple
-        if h < m or w < m or h % m or w % m:
-            raise ValueError(
-                f"{who} expects H and W to be positive multiples of 2^depth = {m} (depth "
-                f"{self.depth}: {self.depth} halvings and back), got {h} x {w} (input shape "
-                f"{tuple(x.shape)}); crop or pad the images, for example to "
-                f"{max(m, h // m * m)} x {max(m, w // m * m)}"
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"{who} expects float images, got dtype {x.dtype}")
+        check_input(x, self.depth, type(self).__name__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: N x 3 x H x W (H, W multiples of ``2^depth``) -> N x width x H x W."""

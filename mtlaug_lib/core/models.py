@@ -231,6 +231,19 @@ class MultiTaskModel(nn.Module):
         outputs = {name: head(features) for name, head in self.heads.items()}
         return (outputs, features) if return_features else outputs
 
+    def shared_representation(self, x: torch.Tensor) -> torch.Tensor:
+        """The one representation every task reads: the backbone's features (N x 64 x 7 x 7,
+        or N x width x H x W for an encoder-decoder). With ``heads_from`` it splits
+        ``forward`` where representation gradients are taken (``training.gradient_source``)."""
+        return self.backbone(x)
+
+    def heads_from(
+        self, z: torch.Tensor, tasks: tuple[str, ...] | list[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{task: head(z)}`` for ``tasks`` (default: all) from ``shared_representation``'s
+        features ``z``."""
+        return {name: self.heads[name](z) for name in (self.tasks if tasks is None else tasks)}
+
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.parameters())
 

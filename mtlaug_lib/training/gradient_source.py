@@ -7,8 +7,9 @@ same for every method, and the conflict measurement takes them the same way:
 
 - ``RepresentationSource`` (``"representation"``): on the shared features ``z = backbone(x)``
   (B x C x H x W, flattened over the batch: D = B * C * H * W, B * 3136 for the course's
-  backbone). One forward pass, T cheap backward passes through the heads, then *one* backward
-  pass through the backbone with the combined gradient, ``z.backward(d)``: Sener & Koltun's
+  backbone; for another architecture, its ``shared_representation``, if it has one). One
+  forward pass, T cheap backward passes through the heads, then *one* backward pass through
+  the backbone with the combined gradient, ``z.backward(d)``: Sener & Koltun's
   MGDA-UB trick (the minimum-norm weights of the representation gradients bound those of the
   parameters').
 - ``ParameterSource`` (``"parameters"``): on the shared (backbone) parameters, D = their count:
@@ -32,13 +33,12 @@ is one subclass and one ``GRADIENT_SOURCES`` entry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..core.checks import check_choice
-from ..core.models import MultiTaskModel
 
 
 @dataclass
@@ -47,12 +47,15 @@ class SharedPass:
 
     Attributes:
         outputs: ``{task: output}`` (N x C, or N x C x H x W for dense tasks).
-        shared: what the task gradients are taken on: ``[z]`` (the features, N x C x H x W) or
-            the trainable shared parameters.
+        shared: what the task gradients are taken on: the representation's tensors (the
+            features N x C x H x W, as detached leaves) or the trainable shared parameters.
+        trunk: for a representation, its tensors as the shared part computed them (with their
+            graph), which ``apply`` backpropagates through; empty otherwise.
     """
 
     outputs: dict[str, torch.Tensor]
     shared: list[torch.Tensor]
+    trunk: list[torch.Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -126,24 +129,47 @@ class GradientSource:
 
 
 class RepresentationSource(GradientSource):
-    """Task gradients on the shared features ``z = backbone(x)``; one backward pass through the
-    backbone in all (needs a ``MultiTaskModel``: its backbone's features feed its heads)."""
+    """Task gradients on the shared representation ``z``; one backward pass through the shared
+    part in all.
+
+    Needs a model with one representation that every task's output is computed from: its
+    ``shared_representation(x) -> z`` (a tensor, or a tuple of tensors such as a trunk's
+    feature map and the skips its branches still read) and ``heads_from(z, tasks) -> {task:
+    output}``. ``MultiTaskModel`` has them (``z = backbone(x)``), and so do the architectures
+    with such a representation (``core.architectures``); the others raise a ``TypeError`` that
+    says why and to use ``source='parameters'``.
+
+    The heads run on detached copies of ``z``'s tensors, so the task gradients are the partial
+    derivatives on each tensor; ``apply`` then backpropagates the direction through every
+    tensor of ``z`` at once, which gives the parameters the exact chain rule even where one
+    tensor of ``z`` is computed from another (a skip and the map made from it).
+    """
 
     name = "representation"
-    keep_graph = True  # apply() backpropagates the direction through the backbone's graph
 
     def forward(self, model: nn.Module, images: torch.Tensor, tasks: Sequence[str]) -> SharedPass:
-        if not isinstance(model, MultiTaskModel):
+        if not (hasattr(model, "shared_representation") and hasattr(model, "heads_from")):
             raise TypeError(
-                f"source='representation' needs a MultiTaskModel (its backbone's features "
-                f"feed the heads); got a {type(model).__name__}: use source='parameters'"
+                f"source='representation' needs a MultiTaskModel (or a model with "
+                f"shared_representation(x) and heads_from(z, tasks): one representation every "
+                f"task's output is computed from); got a {type(model).__name__}: use "
+                "source='parameters'"
             )
-        features = model.backbone(images)
-        return SharedPass({t: model.heads[t](features) for t in tasks}, [features])
+        z = model.shared_representation(images)
+        trunk = list(z) if isinstance(z, (tuple, list)) else [z]
+        # Detached leaves: the heads' graphs end at z, so the task gradients are the partial
+        # derivatives on z's tensors and the shared part's graph stays whole for apply().
+        leaves = [t.detach().requires_grad_() for t in trunk]
+        outputs = model.heads_from(leaves if isinstance(z, (tuple, list)) else leaves[0], tasks)
+        return SharedPass(outputs, leaves, trunk)
 
     def apply(self, shared_pass: SharedPass, direction: torch.Tensor) -> None:
-        (features,) = shared_pass.shared
-        features.backward(direction.view_as(features))  # the one backward through the backbone
+        parts, offset = [], 0
+        for t in shared_pass.trunk:
+            parts.append(direction[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+        # The one backward through the shared part.
+        torch.autograd.backward(shared_pass.trunk, parts)
 
     def backward_passes(self, num_tasks: int) -> int:
         return 1
