@@ -40,6 +40,7 @@ from mtlaug_lib.data.scenes import Scenes, scenes_tasks
 from mtlaug_lib.training.gradient_source import RepresentationSource
 from mtlaug_lib.training.loop import train
 from mtlaug_lib.training.strategies import Alternating
+from mtlaug_lib.training.strategy import forward_task
 from mtlaug_lib.training.weighting import Weighted
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
@@ -100,6 +101,39 @@ def test_forward_gives_make_models_output_shapes(name, backbone, settings) -> No
     assert tuple(model.tasks) == tuple(s.tasks) == tuple(out)
     assert {t: o.shape for t, o in out.items()} == {t: o.shape for t, o in reference.items()}
     assert model.architecture["name"] == name and model.architecture["backbone"] == backbone
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("name", NAMES)
+def test_one_tasks_forward_equals_its_part_of_the_whole_and_runs_no_other_head(
+        name, backbone, settings) -> None:
+    s = settings[backbone]
+    model = build(name, backbone, s.tasks).eval()
+    images = s.batch["image"][:3]
+    with torch.no_grad():
+        whole = model(images)
+    calls: dict[str, int] = {t: 0 for t in s.tasks}
+    hooks = [model.heads[t].register_forward_hook(
+        lambda *_, t=t: calls.__setitem__(t, calls[t] + 1)) for t in s.tasks]
+    try:
+        for t in s.tasks:
+            with torch.no_grad():
+                alone = forward_task(model, images, t)
+            torch.testing.assert_close(alone, whole[t], rtol=0, atol=0)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {t: 1 for t in s.tasks}  # each head ran once: for its own task only
+
+
+def test_one_tasks_forward_skips_the_other_branches(settings) -> None:
+    s = settings["encoder_decoder"]
+    model = build("branched", "encoder_decoder", s.tasks, branch_point=0)
+    ran = []
+    for t in s.tasks:
+        model.branches[t][0].register_forward_pre_hook(lambda *_, t=t: ran.append(t))
+    forward_task(model, s.batch["image"][:2], "depth")
+    assert ran == ["depth"]
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

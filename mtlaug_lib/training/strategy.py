@@ -111,12 +111,17 @@ def forward_task(model: nn.Module, images: torch.Tensor, task: str) -> torch.Ten
     """One task's output for ``images`` (N x 3 x H x W): N x C (x H x W).
 
     For a ``MultiTaskModel`` (with its own ``forward``) only the backbone and that task's head
-    run, not the other heads; any other model runs whole and the task's output is picked.
+    run, not the other heads; a model with ``forward_tasks(x, tasks)`` (the architectures of
+    ``core.architectures``) runs what that task needs; any other model runs whole and the
+    task's output is picked.
     """
     if isinstance(model, MultiTaskModel) and type(model).forward is MultiTaskModel.forward:
         if task not in model.heads:
             raise KeyError(f"task {task!r} is not one of this model's tasks {model.tasks}")
         return model.heads[task](model.backbone(images))
+    forward_tasks = getattr(model, "forward_tasks", None)
+    if callable(forward_tasks):
+        return forward_tasks(images, (task,))[task]
     return model(images)[task]
 
 

@@ -61,6 +61,15 @@ class ArchitectureModel(nn.Module):
             self.check_task(t)
         return tuple(tasks)
 
+    def forward_tasks(
+        self, x: torch.Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{task: output}`` for ``tasks`` only (default: all). This default runs the whole
+        model; an architecture with per-task parts overrides it to run only those of ``tasks``
+        (an alternating step trains one task, ``training.strategy.forward_task``)."""
+        outputs = self(x)
+        return {t: outputs[t] for t in self.selected(tasks)}
+
     def own_parameters(self, task: str) -> list[nn.Parameter]:
         """The parameters only ``task``'s output depends on (default: its head's)."""
         return list(self.heads[task].parameters())

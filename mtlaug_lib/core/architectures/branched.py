@@ -60,6 +60,12 @@ class Branched(ArchitectureModel):
         """x: N x 3 x H x W -> ``{task: output}``."""
         return self._branches(run(self.trunk, self.prepare(x)), self.tasks)
 
+    def forward_tasks(
+        self, x: torch.Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The trunk, then only the branches of ``tasks`` (default: all)."""
+        return self._branches(run(self.trunk, self.prepare(x)), self.selected(tasks))
+
     def _branches(self, state: list[torch.Tensor], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
         return {t: self.heads[t](run(self.branches[t], state)[-1]) for t in tasks}
 

@@ -17,6 +17,7 @@ each task's features mix all columns at every block.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -74,6 +75,14 @@ class CrossStitch(ArchitectureModel):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: N x 3 x H x W -> ``{task: output}``."""
+        return self.forward_tasks(x)
+
+    def forward_tasks(
+        self, x: torch.Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every column (each task's features mix them all), then the heads of ``tasks`` only
+        (default: all)."""
+        wanted = self.selected(tasks)
         first = self.prepare(x)
         states = [list(first) for _ in self.tasks]
         for b, unit in enumerate(self.stitches):
@@ -82,7 +91,8 @@ class CrossStitch(ArchitectureModel):
             maps = [s[-1] for s in states]
             for i, s in enumerate(states):  # skips were stitched when their block made them
                 s[-1] = unit.mix(i, maps)
-        return {t: self.heads[t](s[-1]) for t, s in zip(self.tasks, states, strict=True)}
+        last = dict(zip(self.tasks, states, strict=True))
+        return {t: self.heads[t](last[t][-1]) for t in wanted}
 
     def own_parameters(self, task: str) -> list[nn.Parameter]:
         # The last unit's row for a task feeds that task's head alone.

@@ -61,6 +61,12 @@ class MMoE(ArchitectureModel):
         """x: N x 3 x H x W -> ``{task: output}``; the gates go to ``last_gates``."""
         return self.heads_from(self.shared_representation(x))
 
+    def forward_tasks(
+        self, x: torch.Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The experts, then the gates and heads of ``tasks`` only (default: all)."""
+        return self.heads_from(self.shared_representation(x), self.selected(tasks))
+
     def shared_representation(self, x: torch.Tensor) -> torch.Tensor:
         """The experts' features stacked: E x N x C x h x w."""
         return torch.stack([expert(x) for expert in self.experts])

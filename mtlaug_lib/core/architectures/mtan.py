@@ -20,6 +20,8 @@ No single shared representation: a task reads the shared features at every block
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,13 +88,21 @@ class MTAN(ArchitectureModel):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: N x 3 x H x W -> ``{task: output}``; the masks go to ``last_attention``
         (``{task: {block: N x C x h x w}}``, detached)."""
+        return self.forward_tasks(x)
+
+    def forward_tasks(
+        self, x: torch.Tensor, tasks: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The shared backbone, then the attention modules and heads of ``tasks`` only
+        (default: all)."""
+        tasks = self.selected(tasks)
         state = self.prepare(x)
         shared = []
         for block in self.backbone:
             state = run([block], state)
             shared.append(state[-1])
         outputs = {}
-        for t in self.tasks:
+        for t in tasks:
             attended, masks = None, {}
             for name, f, module in zip(self.blocks, shared, self.attention[t], strict=True):
                 inp = f if attended is None else torch.cat([f, resize(attended, f)], dim=1)
