@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,7 @@ from mtlaug_lib.core.models import count_macs
 from mtlaug_lib.data.scenes import Scenes, scenes_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
-from common import machine, record  # noqa: E402
+from common import machine, record, rotated_rounds, step_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = "hard"
@@ -88,14 +86,6 @@ def make_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Step:
         optimizer.step()
 
     return step
-
-
-def time_steps(step: Step, steps: int) -> float:
-    """Seconds per step over ``steps`` steps."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
 
 
 def _memory_kib(field: str) -> int:
@@ -174,26 +164,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             torch.set_num_threads(threads)
             steps = {label: make_step(build(name, options, args.width), batch)
                      for label, (name, options) in entries.items()}
-            labels = list(steps)
-            for label in labels:  # warm-up: thread pools, allocator, first-call costs
-                time_steps(steps[label], 2)
-            per: dict[str, list[float]] = {label: [] for label in labels}
-            for r in range(args.rounds):
-                for label in labels[r % len(labels):] + labels[:r % len(labels)]:
-                    per[label].append(time_steps(steps[label], args.steps))
+            per = rotated_rounds(steps, args.rounds, args.steps)
             seconds[f"{threads} thread{'s' if threads > 1 else ''}"] = per
     finally:
         torch.set_num_threads(threads_before)
-
-    def summary(values: list[float], ref: float) -> dict[str, float]:
-        med = statistics.median(values)
-        return {"median_ms": round(1000 * med, 2), "min_ms": round(1000 * min(values), 2),
-                "max_ms": round(1000 * max(values), 2), "x_hard": round(med / ref, 2)}
-
-    step_time = {}
-    for threads, per in seconds.items():
-        ref = statistics.median(per[REFERENCE])
-        step_time[threads] = {label: summary(v, ref) for label, v in per.items()}
+    step_time = {threads: step_summary(per, REFERENCE, "x_hard")
+                 for threads, per in seconds.items()}
     ref_memory = memory.get(REFERENCE)
     peak = {label: {"MiB": m, "x_hard": round(m / ref_memory, 2)}
             if isinstance(m, float) and isinstance(ref_memory, float) and ref_memory > 0

@@ -23,9 +23,7 @@ per part with ``count_parameters`` and ``count_macs``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +42,7 @@ from mtlaug_lib.core.models import (
 from mtlaug_lib.data.multidigits import multidigits_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
-from common import machine, record  # noqa: E402
+from common import machine, record, rotated_rounds, step_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -112,14 +110,6 @@ def reference_step(batch_size: int) -> Step:
     return step
 
 
-def time_steps(step: Step, steps: int) -> float:
-    """Seconds per step over ``steps`` steps."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
-
-
 def costs(width: int, heads: str, sizes: list[int], classes: int) -> dict[str, object]:
     """Parameters per part and forward MACs per image per part, for each size."""
     model = dense_model(width, classes, heads).eval()
@@ -165,26 +155,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                     for heads in args.heads:
                         steps[f"width {width}, {heads} heads, {size} x {size}"] = dense_step(
                             width, heads, size, args.batch_size, args.classes)
-            names = list(steps)
-            for name in names:  # warm-up: thread pools, allocator, first-call costs
-                time_steps(steps[name], 2)
-            per = {name: [] for name in names}
-            for r in range(args.rounds):
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    per[name].append(time_steps(steps[name], args.steps))
+            per = rotated_rounds(steps, args.rounds, args.steps)
             seconds[f"{threads} thread{'s' if threads > 1 else ''}"] = per
     finally:
         torch.set_num_threads(threads_before)
-
-    def summary(values: list[float], ref: float) -> dict[str, float]:
-        med = statistics.median(values)
-        return {"median_ms": round(1000 * med, 2), "min_ms": round(1000 * min(values), 2),
-                "max_ms": round(1000 * max(values), 2), "x_reference": round(med / ref, 2)}
-
-    step_time = {}
-    for threads, per in seconds.items():
-        ref = statistics.median(per[REFERENCE])
-        step_time[threads] = {name: summary(v, ref) for name, v in per.items()}
+    step_time = {threads: step_summary(per, REFERENCE, "x_reference")
+                 for threads, per in seconds.items()}
     result: dict[str, object] = {
         "benchmark": "training step (forward, 3 losses, backward, Adam) of the encoder-decoder "
                      "with 3 dense heads vs the MultiDigits model",

@@ -1,5 +1,6 @@
-"""What the benchmarks share: the machine and versions they record, writing a result, and a
-loader that yields the first batches of an epoch.
+"""What the benchmarks share: the machine and versions they record, writing a result, timing
+training steps side by side in rotated rounds, and a loader that yields the first batches of an
+epoch.
 
 Each benchmark puts this folder on ``sys.path`` and imports from here, so it works both as
 ``python benchmarks/bench_x.py`` and when a smoke test loads it by path.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,43 @@ def record(result: dict[str, Any], out: Path | None) -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def time_steps(step: Callable[[], object], steps: int) -> float:
+    """Seconds per step over ``steps`` calls of ``step``."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def rotated_rounds(contenders: Mapping[str, Callable[[], object]], rounds: int,
+                   steps: int) -> dict[str, list[float]]:
+    """Seconds per step of each contender, once per round, after a warm-up of 2 steps each
+    (thread pools, allocator, first-call costs). The contenders' order rotates from round to
+    round, so a drift of the machine's speed does not favour the one that always runs first."""
+    names = list(contenders)
+    for name in names:
+        time_steps(contenders[name], 2)
+    per: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            per[name].append(time_steps(contenders[name], steps))
+    return per
+
+
+def step_summary(per: Mapping[str, list[float]], reference: str,
+                 ratio_key: str) -> dict[str, dict[str, float]]:
+    """Median, min and max milliseconds per step of each contender, and the ratio of its median
+    to ``reference``'s (under ``ratio_key``)."""
+    ref = statistics.median(per[reference])
+
+    def summary(values: list[float]) -> dict[str, float]:
+        med = statistics.median(values)
+        return {"median_ms": round(1000 * med, 2), "min_ms": round(1000 * min(values), 2),
+                "max_ms": round(1000 * max(values), 2), ratio_key: round(med / ref, 2)}
+
+    return {name: summary(values) for name, values in per.items()}
 
 
 class FirstBatches:
