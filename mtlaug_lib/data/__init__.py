@@ -3,6 +3,7 @@
 - ``multidigits``: the course's running example (two real handwritten digits and a mask, built
   from scikit-learn's digits, nothing to download) and MultiMNIST built the same way;
 - ``loaders``: ``TensorLoader`` slices batches from in-memory tensors; ``map_batches``;
+  ``StepBudget`` (a number of steps across epochs);
 - ``nyuv2``: ``NYUv2``, the real NYUv2 in MTAN's pre-processed layout, for users who have a copy
   (nothing downloads), read lazily into the course's dense-scene conventions;
 - ``scenes``: ``Scenes``, procedurally rendered rooms with exact semantic, depth and normals
@@ -12,7 +13,7 @@
 Imports the core only.
 """
 
-from .loaders import MappedLoader, TensorLoader, map_batches
+from .loaders import MappedLoader, StepBudget, TensorLoader, map_batches
 from .multidigits import (
     CANVAS,
     DIGIT,
@@ -63,6 +64,7 @@ __all__ = [
     "SCENE_CLASSES",
     "SceneSettings",
     "Scenes",
+    "StepBudget",
     "TensorLoader",
     "compose_pairs",
     "load_mnist",

@@ -2,7 +2,9 @@
 
 - ``TensorLoader``: batches of any data set with ``batch(index)`` (``InMemoryDataset``), in a
   fixed or a per-epoch shuffled order;
-- ``MappedLoader`` (made by ``map_batches``): a loader whose batches pass through a function.
+- ``MappedLoader`` (made by ``map_batches``): a loader whose batches pass through a function;
+- ``StepBudget``: a fixed number of steps per pass, across the epochs of another loader (a
+  training budget in steps, such as equal compute for models whose steps cost differently).
 """
 
 from __future__ import annotations
@@ -135,3 +137,53 @@ class MappedLoader:
 def map_batches(loader: TensorLoader, fn: Callable[[Sample], Sample]) -> MappedLoader:
     """``loader`` with ``fn`` applied to every batch (see ``MappedLoader``)."""
     return MappedLoader(loader, fn)
+
+
+class StepBudget:
+    """Exactly ``steps`` batches per pass, taken from successive epochs of ``loader``.
+
+    A training budget counted in steps rather than epochs: two models whose steps cost
+    differently get the same compute from ``train(model, tasks, StepBudget(loader, n),
+    epochs=1)`` with ``n`` in inverse proportion to their cost per step. Pass ``e`` (as
+    ``set_epoch`` fixes it, the way ``train`` calls it) yields the batches ``e * steps`` to
+    ``(e + 1) * steps - 1`` of the endless sequence epoch 0, epoch 1, ... of ``loader`` (each
+    epoch in the order ``loader.set_epoch`` gives it), so a resumed run sees the same batches.
+
+    Args:
+        loader: a loader with ``len`` (batches per epoch) and, to reshuffle, ``set_epoch``.
+        steps: batches per pass (> 0).
+    """
+
+    def __init__(self, loader: Iterable[Sample], steps: int) -> None:
+        if not hasattr(loader, "__len__") or len(loader) < 1:  # type: ignore[arg-type]
+            raise ValueError(
+                f"argument 'loader' is a {type(loader).__name__} without batches or a length, "
+                "expected a loader with len() >= 1 (such as TensorLoader)"
+            )
+        self.loader = loader
+        self.steps = check_positive_int("steps", steps)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass pass ``epoch`` (see the class docstring)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Sample]:
+        per_epoch = len(self.loader)  # type: ignore[arg-type]
+        inner, skip = divmod(self.epoch * self.steps, per_epoch)
+        self.epoch += 1  # the next pass, unless set_epoch says otherwise
+        left = self.steps
+        while left:
+            if hasattr(self.loader, "set_epoch"):
+                self.loader.set_epoch(inner)
+            for i, batch in enumerate(self.loader):
+                if i < skip:  # batches an earlier pass took
+                    continue
+                yield batch
+                left -= 1
+                if not left:
+                    return
+            inner, skip = inner + 1, 0
