@@ -6,10 +6,11 @@ answer stops "Run all" at the exercise, as a failing test would.
 
 One module per notebook, named after it (``backbone`` for 01, ``heads`` for 02,
 ``augmentation`` for 03, ``joint_vs_alternating`` for 04, ``loss_weighting`` for 05, ``dense``
-for 06), and ``common`` for what they share. The notebooks call the checks from here:
-``from mtlaug_lib import exercises; exercises.check_feature_size(...)``.
+for 06, ``architectures`` for 07), and ``common`` for what they share. The notebooks call the
+checks from here: ``from mtlaug_lib import exercises; exercises.check_feature_size(...)``.
 """
 
+from .architectures import check_branch_parameters, check_cross_stitch
 from .augmentation import check_mixup_loss, check_safe_pipeline
 from .backbone import check_conv_parameters, check_feature_size
 from .common import ExerciseError
@@ -21,7 +22,9 @@ from .loss_weighting import check_mgda_two_tasks, check_pcgrad_projection
 __all__ = [
     "ExerciseError",
     "check_alternating_step",
+    "check_branch_parameters",
     "check_conv_parameters",
+    "check_cross_stitch",
     "check_feature_size",
     "check_flip_normals",
     "check_gradient_cosine",
