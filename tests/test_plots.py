@@ -48,10 +48,11 @@ def test_show_scenes_refuses_an_empty_batch() -> None:
         plots.show_scenes(_scenes_batch(3), n=0)
 
 
-def test_task_panels_one_axis_per_task_with_the_means_as_bars() -> None:
+def test_task_panels_one_axis_per_task_with_the_means_marked() -> None:
     results = {"a": {"x": [1.0, 3.0], "y": [10.0, 10.0]}, "b": {"x": [2.0, 2.0], "y": [5.0, 7.0]}}
     fig = plots.plot_task_panels(results, {"x": "x metric", "y": "y metric"}, "title")
     assert [ax.get_ylabel() for ax in fig.axes] == ["x metric", "y metric"]
-    heights = [[bar.get_height() for bar in ax.patches] for ax in fig.axes]
-    assert heights == [[2.0, 2.0], [10.0, 6.0]]
+    means = [[float(line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "D"]
+             for ax in fig.axes]
+    assert means == [[2.0, 2.0], [10.0, 6.0]]
     plt.close(fig)

@@ -276,11 +276,12 @@ def plot_task_panels(
     ylabels: Mapping[str, str],
     title: str,
 ) -> Figure:
-    """One panel per task (tasks in different units get their own axis): a bar per setting
-    for the mean over seeds, min-max whiskers, and each seed as a dot.
+    """One panel per task (tasks in different units get their own axis): for each setting the
+    mean over seeds (a diamond), min-max whiskers, and each seed as a dot.
 
-    ``results[setting][task]`` is the list of per-seed values; ``ylabels[task]`` names the
-    metric and says which way is better.
+    Markers rather than bars, because each axis is zoomed onto the differences: a bar's length
+    from a cut axis would exaggerate them. ``results[setting][task]`` is the list of per-seed
+    values; ``ylabels[task]`` names the metric and says which way is better.
     """
     settings = list(results)
     tasks = list(ylabels)
@@ -288,22 +289,18 @@ def plot_task_panels(
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     xs = np.arange(len(settings))
     for ax, task in zip(axes[0], tasks, strict=True):
-        values = [np.asarray(results[s][task], dtype=float) for s in settings]
-        means = np.array([v.mean() for v in values])
-        low = means - np.array([v.min() for v in values])
-        high = np.array([v.max() for v in values]) - means
-        ax.bar(xs, means, 0.7, yerr=[low, high], capsize=4, alpha=0.8,
-               color=[colours[j % len(colours)] for j in range(len(settings))])
-        for x, v in zip(xs, values, strict=True):
+        for x, setting in zip(xs, settings, strict=True):
+            v = np.asarray(results[setting][task], dtype=float)
+            colour = colours[x % len(colours)]
+            ax.errorbar([x], [v.mean()], yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
+                        fmt="D", color=colour, capsize=5, markersize=7)
             ax.plot([x] * len(v), v, "k.", markersize=4)
-        lo = min(float(v.min()) for v in values)
-        hi = max(float(v.max()) for v in values)
-        pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
-        ax.set_ylim(lo - 3 * pad, hi + pad)  # the differences, not the distance from zero
+        ax.set_xlim(-0.6, len(settings) - 0.4)
         ax.set_xticks(xs, settings, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
         ax.set_title(task)
         ax.set_ylabel(ylabels[task])
-    fig.suptitle(f"{title}\n(bars: mean over seeds; whiskers: min-max; dots: one seed each)",
+    fig.suptitle(f"{title}\n(diamonds: mean over seeds; whiskers: min-max; dots: one seed each)",
                  fontsize=10)
     fig.tight_layout()
     return fig
