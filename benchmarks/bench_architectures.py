@@ -44,7 +44,13 @@ from mtlaug_lib.core.models import count_macs
 from mtlaug_lib.data.scenes import Scenes, scenes_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
-from common import machine, record, rotated_rounds, step_summary  # noqa: E402
+from common import (  # noqa: E402
+    joint_step,
+    machine,
+    record,
+    rotated_rounds,
+    step_summary,
+)
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = "hard"
@@ -75,17 +81,7 @@ def build(name: str, options: dict[str, Any], width: int) -> torch.nn.Module:
 
 def make_step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Step:
     """One joint training step of ``model`` on ``batch``."""
-    loss_fn = MultiTaskLoss(scenes_tasks())
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> None:
-        loss = loss_fn(model(batch["image"]), batch)["total"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return joint_step(model, MultiTaskLoss(scenes_tasks()), batch)
 
 
 def _memory_kib(field: str) -> int:

@@ -42,7 +42,13 @@ from mtlaug_lib.core.models import (
 from mtlaug_lib.data.multidigits import multidigits_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file
-from common import machine, record, rotated_rounds, step_summary  # noqa: E402
+from common import (  # noqa: E402
+    joint_step,
+    machine,
+    record,
+    rotated_rounds,
+    step_summary,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,20 +100,11 @@ def reference_step(batch_size: int) -> Step:
     g = torch.Generator().manual_seed(0)
     tasks = multidigits_tasks()
     model = make_model(tasks, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = MultiTaskLoss(tasks)
     batch = {"image": torch.rand(batch_size, 3, 28, 28, generator=g),
              "left": torch.randint(0, 10, (batch_size,), generator=g),
              "right": torch.randint(0, 10, (batch_size,), generator=g),
              "mask": torch.randint(0, 3, (batch_size, 28, 28), generator=g)}
-
-    def step() -> None:
-        loss = loss_fn(model(batch["image"]), batch)["total"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return joint_step(model, MultiTaskLoss(tasks), batch)
 
 
 def costs(width: int, heads: str, sizes: list[int], classes: int) -> dict[str, object]:
