@@ -80,7 +80,7 @@ from .training.weighting import (
 )
 
 # The course's modules, loaded on first use: the library itself never needs them.
-_COURSE_MODULES = ("exercises", "plots", "execute", "student")
+_COURSE_MODULES = ("exercises", "plots", "report", "execute", "student")
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -173,6 +173,7 @@ __all__ = [
     "load_mnist",
     "load_multidigits",
     "plots",
+    "report",
     "seed_everything",
     "set_deterministic",
     "shape_trace",

@@ -332,3 +332,43 @@ def test_the_architecture_record_fills_in_the_defaults(scene_tasks, digits) -> N
         "experts": 2, "expert_width": None}
     assert make_architecture("mmoe", scene_tasks, width=6).architecture["options"][
         "expert_width"] == 3
+
+
+def test_count_macs_of_some_tasks_runs_only_what_they_need(scene_tasks) -> None:
+    from mtlaug_lib.core.models import count_macs
+
+    x = torch.zeros(1, 3, 16, 16)
+    hard = make_architecture("hard", scene_tasks, seed=0, **SMALL)
+    whole = count_macs(hard, x)
+    alone = count_macs(hard, x, ["depth"])
+    assert alone == {"backbone": whole["backbone"], "heads.depth": whole["heads.depth"]}
+    # Separate networks: serving each task alone adds up to serving all of them.
+    separate = make_architecture("branched", scene_tasks, seed=0, branch_point=0, **SMALL)
+    total = sum(count_macs(separate, x).values())
+    assert sum(sum(count_macs(separate, x, [t]).values()) for t in scene_tasks) == total
+    # Cross-stitch runs every column for any task: one task costs all but two heads.
+    stitched = make_architecture("cross_stitch", scene_tasks, seed=0, **SMALL)
+    heads = {t: v for t, v in count_macs(stitched, x).items() if t.startswith("heads.")}
+    own = sum(count_macs(stitched, x, ["depth"]).values())
+    assert own == sum(count_macs(stitched, x).values()) - heads["heads.semantic"] - heads[
+        "heads.normals"]
+    for bad, error, words in [("depth", ValueError, "argument 'tasks'"),
+                              (["edges"], ValueError, "'edges'"),
+                              ([], ValueError, "non-empty")]:
+        with pytest.raises(error, match=words):
+            count_macs(hard, x, bad)
+    with pytest.raises(TypeError, match="forward_tasks"):
+        count_macs(_Plain(), x, ["depth"])
+
+
+class _Plain(nn.Module):
+    """A model with tasks but neither MultiTaskModel's layout nor forward_tasks."""
+
+    tasks = ("depth",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"depth": self.conv(x)}

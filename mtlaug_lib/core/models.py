@@ -8,7 +8,7 @@ a message that says what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -378,13 +378,19 @@ def make_model(
         return build()
 
 
-def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+def count_macs(
+    model: nn.Module, x: torch.Tensor, tasks: Sequence[str] | None = None
+) -> dict[str, int]:
     """Multiply-accumulates per image of each top-level part of ``model`` for input ``x``.
 
     Counts convolutions, transposed convolutions and linear layers (pooling and activations are
     cheap by comparison). For a ``MultiTaskModel`` the parts are ``backbone`` and
     ``heads.<task>``. Shapes: x is 1 x 3 x H x W (or any batch; the result is per image).
+
+    With ``tasks``, only what those tasks' outputs need runs (a ``MultiTaskModel``'s backbone
+    and those heads; an architecture's ``forward_tasks``): the compute of serving them alone.
     """
+    run_model = _task_forward(model, tasks)
     totals: dict[str, int] = {}
     hooks = []
 
@@ -411,8 +417,33 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
         hooks.append(module.register_forward_hook(count))
     try:
         with torch.no_grad():
-            model(x)
+            run_model(x)
     finally:
         for h in hooks:
             h.remove()
     return totals
+
+
+def _task_forward(
+    model: nn.Module, tasks: Sequence[str] | None
+) -> Callable[[torch.Tensor], object]:
+    """``x -> outputs`` of ``tasks`` only (all of ``model`` when ``tasks`` is None)."""
+    if tasks is None:
+        return model
+    if isinstance(tasks, str) or not tasks:
+        raise ValueError(f"argument 'tasks' is {tasks!r}, expected a non-empty list of task names")
+    names = list(getattr(model, "tasks", ()))
+    unknown = [t for t in tasks if t not in names]
+    if unknown:
+        raise ValueError(f"argument 'tasks' has {unknown}, not tasks of this model; expected some "
+                         f"of {names}")
+    if isinstance(model, MultiTaskModel) and type(model).forward is MultiTaskModel.forward:
+        def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            features = model.backbone(x)
+            return {t: model.heads[t](features) for t in tasks}
+        return run
+    forward_tasks = getattr(model, "forward_tasks", None)
+    if not callable(forward_tasks):
+        raise TypeError(f"argument 'tasks' needs a MultiTaskModel or a model with "
+                        f"forward_tasks(x, tasks), got {type(model).__name__}")
+    return lambda x: forward_tasks(x, list(tasks))

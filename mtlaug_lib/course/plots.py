@@ -7,9 +7,16 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from torch import nn
+
+from ..core.architectures import MTAN, Branched, CrossStitch, MMoE, stage
+from ..core.models import MultiTaskModel
 
 # Mask overlay colours: background transparent, left digit orange, right digit blue.
 MASK_COLOURS = ((0.0, 0.0, 0.0, 0.0), (1.0, 0.55, 0.0, 0.6), (0.1, 0.45, 1.0, 0.6))
@@ -303,4 +310,305 @@ def plot_task_panels(
     fig.suptitle(f"{title}\n(diamonds: mean over seeds; whiskers: min-max; dots: one seed each)",
                  fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+# Notebook 07: what each architecture shares, the cross-stitch units, the MTAN attention masks.
+
+# One colour per task index (tab10 without its grey, which stands for "shared" here).
+TASK_COLOURS = tuple(c for i, c in enumerate(plt.colormaps["tab10"].colors) if i != 7)
+SHARED_COLOUR = (0.72, 0.72, 0.72)
+SHARING_TYPES = (MultiTaskModel, Branched, CrossStitch, MTAN, MMoE)
+_PAD_X, _PAD_Y = 0.08, 0.16  # the gap around a box in its cell (data units: 1 = a cell)
+
+
+def task_colour(index: int) -> tuple[float, float, float]:
+    """The colour of the task at ``index`` in a model's ``tasks`` (the same in every figure)."""
+    return TASK_COLOURS[index % len(TASK_COLOURS)]
+
+
+def _check_model(model: object, cls: type) -> None:
+    if not isinstance(model, cls):
+        raise TypeError(f"argument 'model' is a {type(model).__name__}, expected a {cls.__name__} "
+                        f"(make_architecture({cls.name!r}, ...))")
+
+
+def _block_names(entry: str, model: nn.Module) -> tuple[str, ...]:
+    """The rows of ``model``'s panel, input first: its backbone's (or an expert's) blocks."""
+    if isinstance(model, MultiTaskModel):
+        backbone = model.backbone
+    elif isinstance(model, MMoE):
+        backbone = model.experts[0]
+    else:
+        return tuple(model.blocks)
+    try:
+        return stage(backbone).names
+    except TypeError:
+        if isinstance(model, MMoE):
+            return ("expert",)  # an expert not cut into blocks: one box each
+        raise TypeError(
+            f"entry {entry!r} of argument 'models' has a {type(backbone).__name__} backbone, "
+            "expected the article's FeatureExtractor or an EncoderDecoder (cut into blocks)"
+        ) from None
+
+
+def _box(ax: Axes, x: float, y: float, width: float, colour: object, gid: str,
+         text: str | None = None) -> Rectangle:
+    """A box in the cell [x, x + width] x [y, y + 1], inset by the gap; ``gid`` says what it
+    stands for (``block:shared``, ``block:<task>``, ``head:<task>``, ``gate:<task>``,
+    ``expert:<e>``, ``attention:<task>``), so that tests can count what is drawn."""
+    patch = Rectangle((x + _PAD_X, y + _PAD_Y), width - 2 * _PAD_X, 1 - 2 * _PAD_Y,
+                      facecolor=colour, edgecolor="0.3", linewidth=0.6, gid=gid)
+    ax.add_patch(patch)
+    if text is not None:
+        ax.text(x + width / 2, y + 0.5, text, ha="center", va="center", fontsize=6.5)
+    return patch
+
+
+def _draw_sharing(ax: Axes, model: nn.Module, names: tuple[str, ...]) -> list[str]:
+    """Draw ``model``'s panel; return its row labels, bottom (input) to top (heads)."""
+    tasks = list(model.tasks)
+    n_tasks = len(tasks)
+    if isinstance(model, MMoE):
+        experts = len(model.experts)
+        width = n_tasks / experts
+        for e in range(experts):
+            for r in range(len(names)):
+                _box(ax, e * width, r, width, SHARED_COLOUR, f"expert:{e + 1}")
+        gate = len(names)
+        for c, task in enumerate(tasks):
+            _box(ax, c + 0.15, gate, 0.7, task_colour(c), f"gate:{task}", text="gate")
+            for e in range(experts):  # every gate reads every expert
+                ax.plot([(e + 0.5) * width, c + 0.5], [gate - _PAD_Y, gate + _PAD_Y],
+                        color="0.45", linewidth=0.5, gid="mix")
+        ax.set_xticks([(e + 0.5) * width for e in range(experts)],
+                      [f"expert {e + 1}" for e in range(experts)], fontsize=6.5,
+                      rotation=45 if experts > n_tasks else 0)
+        rows = [*names, "gate"]
+    else:
+        if isinstance(model, Branched):
+            shared = model.branch_point
+        elif isinstance(model, CrossStitch):
+            shared = 0
+        else:  # hard sharing, MTAN
+            shared = len(names)
+        for r in range(len(names)):
+            if r < shared:
+                _box(ax, 0, r, n_tasks, SHARED_COLOUR, "block:shared")
+            else:
+                for c, task in enumerate(tasks):
+                    _box(ax, c, r, 1, task_colour(c), f"block:{task}")
+            if isinstance(model, MTAN):  # each task's attention module at this block
+                for c, task in enumerate(tasks):
+                    ax.add_patch(Rectangle((c + 0.33, r + 0.3), 0.34, 0.4, zorder=3,
+                                           facecolor=task_colour(c), edgecolor="0.2",
+                                           linewidth=0.5, gid=f"attention:{task}"))
+            if isinstance(model, CrossStitch):  # the unit after this block mixes the columns
+                ax.plot([c + 0.5 for c in range(n_tasks)], [r + 1] * n_tasks, "-o", zorder=4,
+                        color="black", linewidth=1.2, markersize=3.5, gid="stitch")
+        ax.set_xticks([])
+        rows = list(names)
+    for c, task in enumerate(tasks):
+        _box(ax, c, len(rows), 1, task_colour(c), f"head:{task}", text=task)
+    rows.append("head")
+    ax.set_xlim(0, n_tasks)
+    ax.set_ylim(0, len(rows))
+    return rows
+
+
+def plot_sharing(
+    models: Mapping[str, nn.Module],
+    title: str = "What each architecture shares (grey: shared by all tasks; colour: one task's)",
+) -> Figure:
+    """One panel per model, side by side, drawing what its tasks share.
+
+    Rows are the backbone's blocks from the input (bottom) to the heads (top); columns are the
+    model's tasks (``model.tasks`` order). A block shared by every task is one wide grey box,
+    a block a task owns a box in its column, in its colour (``task_colour``). Hard sharing
+    (``MultiTaskModel``): every block shared. ``Branched``: the blocks before ``branch_point``
+    shared. ``CrossStitch``: every block per task, a black line with a dot per column after each
+    block (the unit mixing the columns). ``MTAN``: every block shared, with a small square per
+    task (its attention module at that block). ``MMoE``: E narrow grey stacks (the experts,
+    each the expert's blocks), then a gate per task reading every expert, then the heads.
+
+    Every box has a ``gid`` saying what it stands for (see ``_box``); the connectors are lines
+    with ``gid`` ``"stitch"`` (cross-stitch units) and ``"mix"`` (expert to gate).
+
+    Args:
+        models: ``{panel title: model}``, each a ``MultiTaskModel``, ``Branched``,
+            ``CrossStitch``, ``MTAN`` or ``MMoE`` (``make_architecture``'s).
+        title: the figure's title.
+    """
+    if not isinstance(models, Mapping):
+        raise TypeError(f"argument 'models' is a {type(models).__name__}, expected a mapping "
+                        "{panel title: model}")
+    if not models:
+        raise ValueError("argument 'models' is empty, expected at least one {title: model}")
+    names = {}
+    for entry, model in models.items():
+        if not isinstance(model, SHARING_TYPES):
+            raise TypeError(
+                f"entry {entry!r} of argument 'models' is a {type(model).__name__}, expected one "
+                f"of {', '.join(t.__name__ for t in SHARING_TYPES)}")
+        names[entry] = _block_names(entry, model)
+    fig, axes = plt.subplots(1, len(models), figsize=(2.3 * len(models) + 0.4, 4.5),
+                             squeeze=False)
+    previous: list[str] | None = None
+    task_names: dict[int, list[str]] = {}
+    for ax, (entry, model) in zip(axes[0], models.items(), strict=True):
+        rows = _draw_sharing(ax, model, names[entry])
+        if rows != previous:  # the same rows as the panel on the left: not repeated
+            ax.set_yticks([r + 0.5 for r in range(len(rows))], rows, fontsize=7)
+        else:
+            ax.set_yticks([])
+        previous = rows
+        ax.set_title(entry, fontsize=10)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.tick_params(length=0)
+        for c, task in enumerate(model.tasks):
+            if task not in task_names.setdefault(c, []):
+                task_names[c].append(task)
+    axes[0, 0].set_ylabel("input  \u2192  heads", fontsize=8)
+    handles: list[Patch | Line2D] = [Patch(facecolor=SHARED_COLOUR, edgecolor="0.3",
+                                           label="shared")]
+    handles += [Patch(facecolor=task_colour(c), edgecolor="0.3", label=" / ".join(task_names[c]))
+                for c in sorted(task_names)]
+    if any(isinstance(m, CrossStitch) for m in models.values()):
+        handles.append(Line2D([], [], color="black", marker="o", markersize=3.5,
+                              label="cross-stitch unit"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def cross_stitch_weights(model: CrossStitch) -> dict[str, torch.Tensor]:
+    """The cross-stitch units' weights averaged over channels: ``{block: T x T}``, where
+    ``[t, s]`` is the mean over channels of ``model.stitches[b].alpha[t][s]`` (how much task
+    t's map after that block takes from column s). Detached, on the CPU."""
+    _check_model(model, CrossStitch)
+    return {name: torch.stack([a.detach().mean(dim=1) for a in unit.alpha]).cpu()
+            for name, unit in zip(model.blocks, model.stitches, strict=True)}
+
+
+def plot_cross_stitch(
+    model: CrossStitch,
+    title: str = "Cross-stitch units: how much each task's map takes from each column",
+) -> Figure:
+    """One heatmap per cross-stitch unit (one per block, titled with the block's name): the
+    T x T weights of ``cross_stitch_weights`` (rows: the task that receives, "to"; columns: the
+    column it takes from, "from"), each cell annotated, one colour scale (covering [0, 1] and
+    every value) with one colourbar."""
+    weights = cross_stitch_weights(model)
+    tasks = list(model.tasks)
+    n_tasks, n = len(tasks), len(weights)
+    values = torch.stack(list(weights.values()))
+    low, high = min(0.0, float(values.min())), max(1.0, float(values.max()))
+    cols = min(4, n)
+    rows = -(-n // cols)
+    side = 0.5 * n_tasks + 1.3
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.2, side * rows + 0.6),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        fig.delaxes(ax)
+    used = list(axes.flat[:n])
+    for ax, (name, w) in zip(used, weights.items(), strict=True):
+        image = ax.imshow(w.numpy(), cmap="Blues", vmin=low, vmax=high)
+        for t in range(n_tasks):
+            for s in range(n_tasks):
+                v = float(w[t, s])
+                dark = (v - low) / (high - low) > 0.6
+                ax.text(s, t, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(n_tasks), tasks, fontsize=7, rotation=30, ha="right")
+        ax.set_yticks(range(n_tasks), tasks, fontsize=7)
+        ax.set_xlabel("from", fontsize=7)
+        ax.set_ylabel("to", fontsize=7)
+    fig.colorbar(image, ax=used, shrink=0.8, label="weight (mean over channels)")
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _chosen_blocks(names: Sequence[str], blocks: Sequence[str] | None) -> list[str]:
+    """``blocks`` checked against ``names``, or the first, a middle and the last block."""
+    if blocks is None:
+        return [names[i] for i in sorted({0, len(names) // 2, len(names) - 1})]
+    if isinstance(blocks, str):
+        raise TypeError(f"argument 'blocks' is the string {blocks!r}, expected a sequence of "
+                        f"block names, e.g. [{blocks!r}]")
+    blocks = list(blocks)
+    if not blocks:
+        raise ValueError(f"argument 'blocks' is empty, expected some of {list(names)}")
+    unknown = [b for b in blocks if b not in names]
+    if unknown:
+        raise ValueError(f"argument 'blocks' names {unknown}, which are not blocks of the model; "
+                         f"expected some of {list(names)}")
+    return blocks
+
+
+def plot_attention(
+    model: MTAN,
+    image: torch.Tensor,
+    blocks: Sequence[str] | None = None,
+    title: str = "MTAN attention: each task's mask at a block, mean over channels",
+) -> Figure:
+    """The attention masks an MTAN gives one image: one row per task, the image first, then
+    one column per block with the task's mask there (``model.last_attention``, 1 x C x h x w,
+    averaged over channels and upsampled, nearest, to H x W), on one colour scale [0, 1].
+
+    The model runs in eval mode without gradients; each module's previous train/eval mode is
+    restored afterwards. ``model.last_attention`` then holds this image's masks.
+
+    Args:
+        model: an ``MTAN`` (``make_architecture("mtan", ...)``), on any device.
+        image: 3 x H x W, float in [0, 1] or uint8, on any device (moved to the model's).
+        blocks: the block names to show (``model.blocks``); default: the first, a middle one
+            and the last.
+        title: the figure's title.
+    """
+    _check_model(model, MTAN)
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"argument 'image' is a {type(image).__name__}, expected a tensor "
+                        "3 x H x W")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"argument 'image' has shape {tuple(image.shape)}, expected 3 x H x W "
+                         "(one RGB image: take batch['image'][i] from a batch)")
+    chosen = _chosen_blocks(model.blocks, blocks)
+    reference = next(model.parameters())
+    x = image.detach()
+    x = x.float() / 255 if x.dtype == torch.uint8 else x
+    x = x.to(device=reference.device, dtype=reference.dtype)[None]
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    size = tuple(image.shape[1:])
+    tasks = list(model.tasks)
+    fig, axes = plt.subplots(len(tasks), 1 + len(chosen), squeeze=False, layout="constrained",
+                             figsize=(1.9 * (1 + len(chosen)) + 1.0, 1.8 * len(tasks) + 0.6))
+    picture = _as_image(image)
+    for i, task in enumerate(tasks):
+        axes[i, 0].imshow(picture)
+        axes[i, 0].set_ylabel(task, fontsize=10)
+        for j, block in enumerate(chosen, start=1):
+            mask = model.last_attention[task][block].float().mean(dim=1, keepdim=True)
+            mask = F.interpolate(mask, size=size, mode="nearest")[0, 0].cpu().numpy()
+            shown = axes[i, j].imshow(mask, cmap="viridis", vmin=0, vmax=1,
+                                      interpolation="nearest")
+    axes[0, 0].set_title("image", fontsize=9)
+    for j, block in enumerate(chosen, start=1):
+        axes[0, j].set_title(block, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=list(axes[:, 1:].flat), shrink=0.8,
+                 label="attention (mean over channels)")
+    fig.suptitle(title, fontsize=11)
     return fig
