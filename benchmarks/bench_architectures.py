@@ -3,7 +3,8 @@ memory it needs, on the scenes' three dense tasks.
 
 Every entry of ``ARCHITECTURES`` is built by ``make_architecture(name, scenes_tasks(),
 "encoder_decoder", seed=0, width=..., **options)`` (the branched network once per
-``--branch-points`` value; ``mmoe`` with its defaults: 4 experts of half the width). One step is
+``--branch-points`` value; ``mmoe`` with its defaults, 4 experts of half the width, and as
+notebook 07 uses it, 2 experts of the full width). One step is
 what ``train`` does per batch with joint training: forward, the three losses (``MultiTaskLoss``:
 cross-entropy, L1 depth, 1 - cosine normals), ``zero_grad``, backward, Adam step, on one batch
 of ``--batch-size`` rendered scenes at ``--size`` x ``--size``.
@@ -71,10 +72,15 @@ def contenders(branch_points: list[int]) -> dict[str, tuple[str, dict[str, Any]]
             # registry's example
             out[name] = (name, {k: spec.example[k] for k, v in spec.options.items()
                                 if v is REQUIRED})
+    # notebook 07's MMoE: two experts as wide as the backbone (the default's thin experts run
+    # far from this CPU's peak; this entry shows by how much)
+    out["mmoe (experts=2, full width)"] = ("mmoe", {"experts": 2, "expert_width": None})
     return out
 
 
 def build(name: str, options: dict[str, Any], width: int) -> torch.nn.Module:
+    if options.get("expert_width", "") is None:  # "full width": the backbone's --width
+        options = {**options, "expert_width": width}
     return make_architecture(name, scenes_tasks(), "encoder_decoder", seed=0, width=width,
                              **options)
 

@@ -72,12 +72,16 @@ def test_bench_architectures_runs_and_records(tmp_path: Path) -> None:
          "--threads", "1", "--steps", "1", "--rounds", "1", "--out", str(out)])
     times = json.loads(out.read_text())["step_time (median and range over rounds)"]["1 thread"]
     assert set(times) == {"hard", "branched (branch_point=0)", "branched (branch_point=8)",
-                          "cross_stitch", "mtan", "mmoe"}
+                          "cross_stitch", "mtan", "mmoe", "mmoe (experts=2, full width)"}
     assert times["hard"]["x_hard"] == 1.0
     # branch point 8 of 8 blocks is hard sharing: the same parameters and MACs
     costs = result["costs"]
     assert costs["branched (branch_point=8)"]["parameters"] == costs["hard"]["parameters"]
     assert costs["branched (branch_point=8)"]["macs_per_image"] == costs["hard"][
         "macs_per_image"]
+    # two full-width experts: each the backbone's size (the heads and gates are small)
+    two = costs["mmoe (experts=2, full width)"]["parameters"]["total"]
+    hard = costs["hard"]["parameters"]["total"]
+    assert 2 * hard * 0.9 < two < 2 * hard
     memory = result["peak_memory (resident, above the memory before the first step; 1 thread)"]
     assert set(memory) == set(times)
