@@ -6,8 +6,9 @@ answer stops "Run all" at the exercise, as a failing test would.
 
 One module per notebook, named after it (``backbone`` for 01, ``heads`` for 02,
 ``augmentation`` for 03, ``joint_vs_alternating`` for 04, ``loss_weighting`` for 05, ``dense``
-for 06, ``architectures`` for 07), and ``common`` for what they share. The notebooks call the
-checks from here: ``from mtlaug_lib import exercises; exercises.check_feature_size(...)``.
+for 06, ``architectures`` for 07, ``scaling`` for 08), and ``common`` for what they share. The
+notebooks call the checks from here:
+``from mtlaug_lib import exercises; exercises.check_feature_size(...)``.
 """
 
 from .architectures import check_branch_parameters, check_cross_stitch
@@ -18,6 +19,7 @@ from .dense import check_flip_normals, check_rotate_normals, check_zoom_depth
 from .heads import check_multitask_score, check_sum_task
 from .joint_vs_alternating import check_alternating_step, check_gradient_cosine
 from .loss_weighting import check_mgda_two_tasks, check_pcgrad_projection
+from .scaling import check_global_gram, check_scaler_step
 
 __all__ = [
     "ExerciseError",
@@ -27,6 +29,7 @@ __all__ = [
     "check_cross_stitch",
     "check_feature_size",
     "check_flip_normals",
+    "check_global_gram",
     "check_gradient_cosine",
     "check_mgda_two_tasks",
     "check_mixup_loss",
@@ -34,6 +37,7 @@ __all__ = [
     "check_pcgrad_projection",
     "check_rotate_normals",
     "check_safe_pipeline",
+    "check_scaler_step",
     "check_sum_task",
     "check_zoom_depth",
 ]
