@@ -87,6 +87,10 @@ class GradientSource:
 
     name = "source"
     keep_graph = False  # True if apply() backpropagates through the forward pass's graph
+    # True if G's columns are per-sample coordinates (a shard's rows are a slice of the global
+    # batch's G, so the global Gram matrix is a sum of the shards'); False if each row is a
+    # gradient of the whole shared part (the global G is the mean of the shards').
+    per_sample = False
 
     def forward(self, model: nn.Module, images: torch.Tensor, tasks: Sequence[str]) -> SharedPass:
         """Run the one forward pass of ``images`` (N x 3 x H x W) for ``tasks``."""
@@ -146,6 +150,7 @@ class RepresentationSource(GradientSource):
     """
 
     name = "representation"
+    per_sample = True
 
     def forward(self, model: nn.Module, images: torch.Tensor, tasks: Sequence[str]) -> SharedPass:
         if not (hasattr(model, "shared_representation") and hasattr(model, "heads_from")):

@@ -355,27 +355,32 @@ def cagrad(G: torch.Tensor, c: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]
     check_gradients(G)
     if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0):
         raise ValueError(f"argument 'c' is {c!r}, expected a finite number >= 0")
-    A = gram(G)
+    return _combine(G, cagrad_update_weights(gram(G), c))
+
+
+def cagrad_update_weights(A: np.ndarray, c: float) -> np.ndarray:
+    """The weights of CAGrad's update ``d = weights @ G`` (see ``cagrad``) from the Gram matrix
+    ``A = G G^T`` alone (T x T): what a distributed run solves on the global Gram matrix."""
     T = len(A)
     mean = np.full(T, 1.0 / T)
     radius = c * math.sqrt(max(mean @ A @ mean, 0.0))  # c |g_0|
     if radius == 0.0:
-        return _combine(G, mean)  # the ball is the single point g_0
+        return mean  # the ball is the single point g_0
     w = cagrad_weights(A, float(c))
     norm_w = math.sqrt(max(w @ A @ w, 0.0))
     formula = None
     if norm_w > 1e-12 * radius / c:  # the paper's formula is defined
         formula = mean + (radius / norm_w) * w
         if (A @ formula).min() >= 0:  # <g_i, d> >= 0: conflicts with no task
-            return _combine(G, formula)
+            return formula
     # Pareto-stationary (g_w = 0), or the formula's d raises a task's loss: the conflict-free
     # direction nearest to g_0, if it lies in the ball (then V = 0 and it is a maximiser).
     lam = conflict_free_weights(A)
     dist = math.sqrt(max(lam @ A @ lam, 0.0))  # |d - g_0|
     if dist <= radius * (1 + 1e-9) or formula is None:
         # (formula is None and dist > radius only through rounding: pull d into the ball)
-        return _combine(G, mean + lam * min(1.0, radius / max(dist, 1e-300)))
-    return _combine(G, formula)  # no conflict-free d in the ball: V < 0, the formula's d
+        return mean + lam * min(1.0, radius / max(dist, 1e-300))
+    return formula  # no conflict-free d in the ball: V < 0, the formula's d
 
 
 # ---- IMTL-G ----------------------------------------------------------------------------------
@@ -400,11 +405,15 @@ def imtl_g(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ``(d, w)``: d (D) = w @ G.
     """
     check_gradients(G)
-    A = gram(G)
+    return _combine(G, imtl_g_weights(gram(G)))
+
+
+def imtl_g_weights(A: np.ndarray) -> np.ndarray:
+    """IMTL-G's weights (see ``imtl_g``) from the Gram matrix ``A = G G^T`` alone (T x T)."""
     T = len(A)
     An = _normalised(A)
     if An is None:
-        return _combine(G, np.zeros(T))  # no task has a direction: weight 0 each, d = 0
+        return np.zeros(T)  # no task has a direction: weight 0 each, d = 0
     norms = np.sqrt(np.maximum(An.diagonal(), 0.0))
     live = np.nonzero(norms > 1e-12)[0]
     Al, nl = An[np.ix_(live, live)], norms[live]
@@ -415,4 +424,4 @@ def imtl_g(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rhs[-1] = 1.0
     w = np.zeros(T)
     w[live] = np.linalg.lstsq(K, rhs, rcond=1e-10)[0]
-    return _combine(G, w)
+    return w

@@ -7,7 +7,8 @@ the model is a ``Strategy`` (``strategy``; joint, alternating and sequential in 
 the weighting methods through ``weighting.Weighted``, any of them by name through
 ``registry.make_strategy``), so strategies plug in without touching the loop. The loop also
 builds the optimizers a strategy asks for (``optimizers``: one shared, or one per task) and can
-record the gradient conflict between tasks every few steps (``conflict``).
+record the gradient conflict between tasks every few steps (``conflict``). Under ``torchrun``
+the same loop trains data-parallel (``distributed``: each process its shard of every batch).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.checks import check_positive_int
 from ..core.losses import MultiTaskLoss
 from ..core.tasks import Task
+from . import distributed
 from .conflict import gradient_conflict, pair_name
 from .optimizers import OptimizerSpec, TaskOptimizers, TaskSchedulers, make_optimizers
 from .registry import make_strategy
@@ -160,13 +162,21 @@ def evaluate(
     """Loss and metrics of every task on ``loader``: ``{task: {metric: value}}``.
 
     The model is put in eval mode for the pass and restored to its mode afterwards.
+
+    Under torchrun (a process group), process r of W evaluates the batches r, r + W, ... and
+    the meters (sums and counts) are summed over the processes: every process gets the whole
+    set's metrics, equal to one process's up to the order of float sums, for 1/W of the work.
     """
     device = next(model.parameters()).device
     meters = {name: task.meter() for name, task in tasks.items()}
     was_training = model.training
     model.eval()
+    sharded = distributed.is_distributed()
+    rank, size = distributed.rank(), distributed.world_size()
     try:
-        for batch in loader:
+        for i, batch in enumerate(loader):
+            if sharded and i % size != rank:
+                continue  # another process's batch
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             outputs = model(batch["image"])
             for name, task in tasks.items():
@@ -175,6 +185,8 @@ def evaluate(
                 meters[name].update(outputs[name], batch[name], loss)
     finally:
         model.train(was_training)
+    if sharded:
+        distributed.sum_meters(meters)
     return {name: meter.compute() for name, meter in meters.items()}
 
 
@@ -239,6 +251,21 @@ def _check_positive_int_or_none(name: str, value: object) -> None:
         check_positive_int(name, value)
 
 
+def _global_stats(stats: StepStats, seconds: float) -> float:
+    """Make a process's ``stats`` the global batch's, in place, with one all-reduce of T + 1
+    floats: the losses averaged (equal shards: the global batch's mean losses), the images
+    counted over every process; returns the step's seconds averaged over the processes, so the
+    history is the same on every process."""
+    names = list(stats.losses)
+    local = torch.tensor([*stats.losses.values(), seconds], dtype=torch.float64)
+    values = distributed.average(local).tolist()
+    stats.losses = dict(zip(names, values[:-1], strict=True))
+    size = distributed.world_size()
+    stats.images *= size
+    stats.seen = {t: n * size for t, n in (stats.seen or {}).items()}
+    return values[-1]
+
+
 def train(
     model: nn.Module,
     tasks: Mapping[str, Task],
@@ -298,6 +325,19 @@ def train(
             run, on the CPU).
         on_epoch_end: called with the history after each epoch's checkpoint.
         progress: show a tqdm progress bar.
+
+    Under ``torchrun --nproc-per-node N`` (a process group initialised before the call, gloo
+    on a CPU or nccl on CUDA; ``train`` never starts one), the loader yields the global
+    batches, as in one process, and each process trains on its contiguous slice (``1/N`` of
+    each; a global batch must divide by N). Joint training and the loss-based methods run in
+    DistributedDataParallel; alternating and sequential steps and the gradient methods
+    average, in one bucket, exactly the gradients their step made (see ``strategies`` and
+    ``weighting.Weighted``). Evaluation is sharded by batch and reduced (``evaluate``); the
+    history (losses of the global batch, task weights, images of all processes, mean step
+    time) is the same on every process; only rank 0 shows progress and writes checkpoints.
+    Batch augmentation draws on each process for its own shard, and a backbone with batch
+    norm normalises each shard by its own statistics (neither equals one process exactly).
+    ``conflict_every`` is refused.
     """
     check_positive_int("epochs", epochs)
     _check_positive_int_or_none("eval_every", eval_every)
@@ -309,6 +349,13 @@ def train(
         )
     if resume and checkpoint is None:
         raise ValueError("argument 'resume' is True, but no 'checkpoint' file was given")
+    sharded = distributed.is_distributed()
+    if sharded and conflict_every is not None:
+        raise ValueError(
+            f"argument 'conflict_every' is {conflict_every}, but this run is distributed over "
+            f"{distributed.world_size()} processes and the conflict measurement is not: "
+            "measure it in a single process (conflict_every=None here)"
+        )
     _check_model_tasks(model, tasks)
     loss_fn = MultiTaskLoss(tasks, weights)
     strategy = make_strategy(strategy)
@@ -345,8 +392,15 @@ def train(
 
     # At most one redraw a second: in Jupyter each redraw is a widget message, and a burst of
     # them can overflow the kernel's output queue while a test runner is not reading it.
-    bar = tqdm(total=total_steps, initial=history.steps, desc=desc, disable=not progress,
-               leave=False, mininterval=1.0)
+    bar = tqdm(total=total_steps, initial=history.steps, desc=desc,
+               disable=not progress or not distributed.is_main(), leave=False, mininterval=1.0)
+    step_model = model
+    if sharded:
+        # Identical replicas from the start (DDP broadcasts them too, but a strategy that
+        # reduces its own gradients gets the bare model).
+        distributed.broadcast_parameters(model)
+        if strategy.ddp:
+            step_model = distributed.wrap_ddp(model)
     model.train()
     try:
         for epoch in range(history.epochs, epochs):
@@ -354,6 +408,8 @@ def train(
                 train_iter.set_epoch(epoch)
             start = time.perf_counter()  # a step's time includes fetching its batch
             for batch in train_iter:
+                if sharded:
+                    batch = distributed.shard(batch, history.steps)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if augment is not None:
                     batch = augment(batch)
@@ -363,10 +419,13 @@ def train(
                     record = gradient_conflict(model, batch, loss_fn)
                     measuring = time.perf_counter() - t0
                     history.record_conflict(history.steps, record, measuring)
-                stats = strategy.step(model, batch, loss_fn, optimizer, history.steps)
+                stats = strategy.step(step_model, batch, loss_fn, optimizer, history.steps)
                 if scheduler is not None:
                     scheduler.step()
-                history.record_step(stats, time.perf_counter() - start - measuring)
+                seconds = time.perf_counter() - start - measuring
+                if sharded:
+                    seconds = _global_stats(stats, seconds)
+                history.record_step(stats, seconds)
                 bar.update(1)
                 if history.steps % 10 == 0:
                     bar.set_postfix(loss=f"{sum(stats.losses.values()):.3f}", refresh=False)
@@ -377,9 +436,11 @@ def train(
             evaluated_now = bool(history.evals) and history.evals[-1]["steps"] == history.steps
             if test_iter is not None and not evaluated_now:
                 history.record_eval(evaluate(model, test_iter, tasks))
-            if checkpoint is not None:
+            if checkpoint is not None and distributed.is_main():
                 save_checkpoint(checkpoint, model, optimizer, scheduler, history.to_dict(),
                                 extra={"strategy": strategy.state_dict()})
+            if checkpoint is not None and sharded:
+                distributed.barrier()  # written before any process goes on (or resumes)
             if on_epoch_end is not None:
                 on_epoch_end(history)
     finally:

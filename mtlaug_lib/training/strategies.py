@@ -13,6 +13,11 @@ Alternating and sequential updates take one shared optimizer or one per task (se
 ``optimizers``). ``STRATEGIES`` maps each name to its class; ``registry.make_strategy`` builds a
 strategy from a name (these, or a weighting method's). A new strategy is a ``Strategy`` subclass
 (see ``strategy``) and one ``STRATEGIES`` entry.
+
+Under torchrun, joint training runs in DistributedDataParallel; alternating and sequential
+steps use one head at a time, so they take the bare model and average, after each backward,
+exactly the gradients that step made (every process runs the same task at the same step:
+the random draws of ``alternating-random`` come from the same seeded generator everywhere).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import nn
 
 from ..core.checks import check_choice, check_seed
 from ..core.losses import MultiTaskLoss
+from .distributed import average_gradients, is_distributed
 from .optimizers import OPTIMIZER_MODES
 from .strategy import (
     Batch,
@@ -67,6 +73,7 @@ class _ScheduledStrategy(Strategy):
     """A strategy that updates tasks one at a time, in the order of a schedule of task names."""
 
     allow_repeats = True
+    ddp = False  # a step uses some heads only: it averages the gradients it made itself
 
     def __init__(self, schedule: Sequence[str] | None = None, *, optimizers: str = "shared"):
         if schedule is not None:
@@ -126,7 +133,17 @@ class _ScheduledStrategy(Strategy):
         loss = task_loss(loss_fn, task, output, batch)
         value = check_finite({task: loss}, step)[task]
         weight = loss_fn.weights[task]
-        update(optimizer_for(optimizer, task), loss if weight == 1 else weight * loss)
+        opt = optimizer_for(optimizer, task)
+        if not is_distributed():
+            update(opt, loss if weight == 1 else weight * loss)
+            return value
+        # Every process updates the same task at this step, so the parameters that got a
+        # gradient (the backbone and this task's head) are the same everywhere: average exactly
+        # those, in one bucket. (Plain DDP would wait for the other heads' gradients.)
+        opt.zero_grad(set_to_none=True)
+        (loss if weight == 1 else weight * loss).backward()
+        average_gradients(p for group in opt.param_groups for p in group["params"])
+        opt.step()
         return value
 
     def __repr__(self) -> str:

@@ -79,6 +79,10 @@ class Strategy:
 
     name = "strategy"
     optimizers = "shared"
+    # Under torchrun: True, ``train`` hands ``step`` the model wrapped in DistributedDataParallel
+    # (every parameter gets a gradient every step); False, ``step`` gets the bare model and
+    # averages the gradients it made itself (``distributed.average_gradients``).
+    ddp = True
 
     def setup(self, loss_fn: MultiTaskLoss) -> None:
         """Check the strategy's options against the run's tasks and weights; ``train`` calls

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -193,3 +194,19 @@ class GradientWeighting(WeightingMethod):
             )
         d, w = self.solve(grads.detach())
         return Combination(weights=w, direction=d, head_weights=torch.ones_like(w))
+
+    def weights_from_gram(self, A: np.ndarray) -> np.ndarray:
+        """The weights ``w`` (T) of ``solve``'s ``d = w @ G`` from the Gram matrix ``A = G G^T``
+        (T x T, float64) alone. Every method here is decided by ``A``, which is what lets a
+        distributed run reduce T x T numbers instead of T x D (``combine_gram``)."""
+        raise NotImplementedError
+
+    def combine_gram(
+        self, losses: torch.Tensor, grads: torch.Tensor, A: np.ndarray
+    ) -> Combination:
+        """``combine`` with the weights solved on ``A`` (the global batch's Gram matrix) and the
+        direction ``w @ grads`` on this process's rows ``grads`` (its shard of the global G)."""
+        check_losses(losses, self.tasks, self.name)
+        w = torch.as_tensor(self.weights_from_gram(A), dtype=grads.dtype, device=grads.device)
+        return Combination(weights=w, direction=w @ grads.detach(),
+                           head_weights=torch.ones_like(w))

@@ -7,10 +7,21 @@ trained on its own task's unweighted gradient (Sener & Koltun's Algorithm 2, as 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ...core.checks import check_choice, check_number
-from ..gradients import cagrad, imtl_g, mgda, pcgrad
+from ..gradients import (
+    cagrad,
+    cagrad_update_weights,
+    imtl_g,
+    imtl_g_weights,
+    mgda,
+    min_norm_weights,
+    pcgrad,
+    pcgrad_coefficients,
+    pcgrad_orders,
+)
 from .base import GradientWeighting, OwnGenerator
 
 
@@ -22,6 +33,10 @@ class PCGrad(OwnGenerator, GradientWeighting):
 
     def solve(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return pcgrad(G, self.generator)
+
+    def weights_from_gram(self, A: np.ndarray) -> np.ndarray:
+        # The same generator on every process draws the same orders.
+        return pcgrad_coefficients(A, pcgrad_orders(len(A), self.generator)).sum(axis=0)
 
 
 class MGDA(GradientWeighting):
@@ -47,6 +62,12 @@ class MGDA(GradientWeighting):
         d, w = mgda(G / norms[:, None])
         return d, w / norms
 
+    def weights_from_gram(self, A: np.ndarray) -> np.ndarray:
+        if self.normalize is None:
+            return min_norm_weights(A)
+        norms = np.maximum(np.sqrt(np.maximum(A.diagonal(), 0.0)), 1e-12)
+        return min_norm_weights(A / np.outer(norms, norms)) / norms
+
     def __repr__(self) -> str:
         return f"MGDA(normalize={self.normalize!r})"
 
@@ -63,6 +84,9 @@ class CAGrad(GradientWeighting):
     def solve(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return cagrad(G, self.c)
 
+    def weights_from_gram(self, A: np.ndarray) -> np.ndarray:
+        return cagrad_update_weights(A, self.c)
+
     def __repr__(self) -> str:
         return f"CAGrad(c={self.c})"
 
@@ -75,3 +99,6 @@ class IMTLG(GradientWeighting):
 
     def solve(self, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return imtl_g(G)
+
+    def weights_from_gram(self, A: np.ndarray) -> np.ndarray:
+        return imtl_g_weights(A)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ...core.checks import check_number
@@ -44,13 +45,29 @@ class GradNorm(OwnParameters):
         if grads is None:
             raise ValueError("GradNorm needs the task gradients: argument 'grads' is None")
         check_gradients(grads, "grads")
+        used = self._learn(losses, grads.detach().norm(dim=1).to(self.param), grads)
+        return Combination(weights=used, direction=used @ grads, head_weights=used)
+
+    def combine_gram(
+        self, losses: torch.Tensor, grads: torch.Tensor, A: np.ndarray
+    ) -> Combination:
+        """``combine`` with the norms of the global batch's task gradients from the diagonal
+        of their Gram matrix ``A`` and the direction on this process's rows ``grads``."""
+        check_losses(losses, self.tasks, self.name)
+        norms = torch.as_tensor(np.sqrt(np.maximum(A.diagonal(), 0.0))).to(self.param)
+        used = self._learn(losses, norms, grads)
+        return Combination(weights=used, direction=used @ grads.detach(), head_weights=used)
+
+    def _learn(self, losses: torch.Tensor, norms: torch.Tensor, grads: torch.Tensor
+               ) -> torch.Tensor:
+        """The step's weights (returned, detached) and one Adam step of them towards the
+        balanced norms (``norms``: the task gradients' norms |g_t|)."""
         losses = losses.detach()
         if self.initial is None:
             self.initial = losses.clone()
         ratio = losses / self.initial.to(losses).clamp_min(1e-12)
         r = ratio / ratio.mean().clamp_min(1e-12)
         used = self.param.detach().clone().to(grads)
-        norms = grads.detach().norm(dim=1).to(self.param)
         balanced = self.param * norms  # w_t |g_t|
         target = (balanced.mean() * r.to(self.param) ** self.alpha).detach()
         self.optimizer.zero_grad(set_to_none=True)
@@ -59,7 +76,7 @@ class GradNorm(OwnParameters):
         with torch.no_grad():  # keep the weights positive and their sum at T
             self.param.clamp_(min=1e-6)
             self.param.mul_(len(self.tasks) / self.param.sum())
-        return Combination(weights=used, direction=used @ grads, head_weights=used)
+        return used
 
     def state_dict(self) -> dict[str, Any]:
         initial = None if self.initial is None else self.initial.cpu().clone()

@@ -25,7 +25,15 @@ import torch
 from torch import nn
 
 from ...core.losses import MultiTaskLoss
-from ..gradient_source import GradientSource, make_gradient_source
+from ..distributed import (
+    average,
+    average_gradients,
+    average_tensors,
+    is_distributed,
+    world_size,
+)
+from ..gradient_source import GradientSource, SharedPass, TaskGradients, make_gradient_source
+from ..gradients import gram
 from ..strategy import Batch, OptimizerArg, StepStats, Strategy, check_finite
 from .base import Combination, WeightingMethod
 from .registry import gradient_methods, make_weighting_method
@@ -69,9 +77,29 @@ class Weighted(Strategy):
     T with ``source="parameters"``); 1 for loss-based methods. ``StepStats.weights`` holds the
     step's task weights (recorded in ``History.weights``). Needs ``train``'s ``weights`` to be
     left at 1 (use ``"fixed"``).
+
+    Under torchrun (a process group of W processes, each with its shard of the global batch)
+    the method sees the global batch, identically on every process:
+
+    - loss-based methods: the T losses are averaged over the processes (T floats) before the
+      method combines them; the model is in DistributedDataParallel, which averages its
+      gradients during the backward pass;
+    - gradient methods, ``source="representation"``: the representation's coordinates are
+      per sample, so the global Gram matrix of the task gradients is ``(1/W^2) sum_r A_r``
+      (mean losses: the global row is the local one divided by W). One all-reduce of the
+      T x T local Gram matrices and the T losses; every process solves the weights on it
+      (``weights_from_gram``), backpropagates ``w @ G_r`` from its shard, and the model's
+      gradients are averaged once (one bucket);
+    - gradient methods, ``source="parameters"``: the T x P task gradients are averaged
+      (T times joint's communication), the method combines them as in one process, and the
+      heads' gradients are averaged.
+
+    ``global_batch = False`` (a subclass in the tests) is the naive port instead: each process
+    weights its own shard, then the gradients are averaged.
     """
 
     optimizers = "shared"
+    global_batch = True
 
     def __init__(
         self,
@@ -92,6 +120,9 @@ class Weighted(Strategy):
             )
         self.source = None if self.gradient_source is None else self.gradient_source.name
         self.name = self.method.name
+        # Under torchrun: loss-based methods run in DistributedDataParallel; gradient methods
+        # take the bare model and reduce what they need themselves.
+        self.ddp = self.gradient_source is None
 
     def setup(self, loss_fn: MultiTaskLoss) -> None:  # noqa: D102 (see Strategy.setup)
         fixed = {t: w for t, w in loss_fn.weights.items() if w != 1.0}
@@ -101,6 +132,13 @@ class Weighted(Strategy):
                 "weights itself: leave 'weights' out, or use Weighted('fixed', weights=...)"
             )
         self.method.reset(list(loss_fn.tasks))
+        per_sample = getattr(self.gradient_source, "per_sample", False)
+        if is_distributed() and per_sample and not hasattr(self.method, "combine_gram"):
+            raise TypeError(
+                f"method {self.name!r} has no combine_gram(losses, G, A) (its weights from the "
+                f"global Gram matrix), so it cannot run distributed with source={self.source!r}: "
+                "use source='parameters' (the task gradients are averaged), or give it one"
+            )
 
     def step(
         self,
@@ -144,7 +182,12 @@ class Weighted(Strategy):
         losses = loss_fn.per_task(model(images), batch)
         floats = check_finite(losses, step)
         self.method.to(images.device)
-        comb = self.method.combine(torch.stack([losses[t] for t in tasks]))
+        stacked = torch.stack([losses[t] for t in tasks])
+        if is_distributed() and self.global_batch:
+            # The global batch's mean losses as values, this shard's graph for the gradients:
+            # DDP averages the model's gradients, the method's own see the global values.
+            stacked = stacked + (average(stacked.detach()) - stacked.detach())
+        comb = self.method.combine(stacked)
         weights = _finite_weights(comb, self.name, tasks, step)
         optimizer.zero_grad(set_to_none=True)
         comb.loss.backward()
@@ -181,12 +224,50 @@ class Weighted(Strategy):
                 f"{self.name!r}); training stopped before this update"
             )
         self.method.to(G.device)
-        comb = self.method.combine(torch.stack([losses[t].detach() for t in tasks]), G)
+        values = torch.stack([losses[t].detach() for t in tasks])
+        if is_distributed():
+            return floats, self._distributed_update(model, shared_pass, grads, values, optimizer,
+                                                    step, tasks)
+        comb = self.method.combine(values, G)
         weights = _finite_weights(comb, self.name, tasks, step)
         optimizer.zero_grad(set_to_none=True)
         source.apply(shared_pass, comb.direction)
         grads.write_heads(comb.head_weights.tolist())
         return floats, weights
+
+    def _distributed_update(
+        self,
+        model: nn.Module,
+        shared_pass: SharedPass,
+        grads: TaskGradients,
+        values: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        step: int,
+        tasks: list[str],
+    ) -> list[float]:
+        """The gradient update under torchrun: the method solved on the global batch's
+        statistics (see the class docstring), the gradients averaged once."""
+        source, G, T = self.gradient_source, grads.matrix, len(tasks)
+        if not self.global_batch:  # the naive port: this shard's weights
+            comb = self.method.combine(values, G)
+            to_average = list(model.parameters())
+        elif source.per_sample:  # T x T + T numbers
+            local = torch.cat([torch.as_tensor(gram(G)).reshape(-1), values.double().cpu()])
+            reduced = average(local)
+            A = reduced[:T * T].view(T, T).numpy() / world_size()
+            comb = self.method.combine_gram(reduced[T * T:].to(values), G, A)
+            to_average = list(model.parameters())
+        else:  # T x P numbers: the task gradients themselves
+            average_tensors([G, values])
+            comb = self.method.combine(values, G)
+            # the shared part's direction is already the global one: the heads' gradients only
+            to_average = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
+        weights = _finite_weights(comb, self.name, tasks, step)
+        optimizer.zero_grad(set_to_none=True)
+        source.apply(shared_pass, comb.direction)
+        grads.write_heads(comb.head_weights.tolist())
+        average_gradients(to_average)
+        return weights
 
     def state_dict(self) -> dict[str, Any]:
         return {"strategy": "weighted", "method": self.name, "source": self.source,
