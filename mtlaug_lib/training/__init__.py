@@ -4,6 +4,8 @@ Imports the core only (never the augmentation or the course). Each module import
 listed before it:
 
 - ``gradients``: the gradient-combination maths on a T x D matrix, pure functions;
+- ``precision``: fp32, bf16 autocast, fp16 with loss scaling (``backward``, ``optimizer_step``);
+- ``distributed``: data parallelism over ``torch.distributed`` (no-ops in one process);
 - ``strategy``: the ``Strategy`` protocol, ``StepStats`` and the strategies' shared helpers;
 - ``optimizers``: one optimizer for all tasks, or one per task;
 - ``strategies``: joint, alternating and sequential training, and ``STRATEGIES``;

@@ -30,6 +30,7 @@ from ..core.tasks import Task
 from . import distributed
 from .conflict import gradient_conflict, pair_name
 from .optimizers import OptimizerSpec, TaskOptimizers, TaskSchedulers, make_optimizers
+from .precision import Precision, active
 from .registry import make_strategy
 from .strategy import Batch, StepStats, Strategy
 
@@ -286,6 +287,7 @@ def train(
     on_epoch_end: Callable[[History], None] | None = None,
     progress: bool = True,
     desc: str = "training",
+    precision: str | Precision = "fp32",
 ) -> History:
     """Train ``model`` on ``tasks``; return the run's ``History``.
 
@@ -325,6 +327,11 @@ def train(
             run, on the CPU).
         on_epoch_end: called with the history after each epoch's checkpoint.
         progress: show a tqdm progress bar.
+        desc: the progress bar's label.
+        precision: ``"fp32"`` (default), ``"bf16"`` (the forward pass under bfloat16 autocast,
+            CPU or GPU) or ``"fp16"`` (float16 autocast with dynamic loss scaling, CUDA only;
+            an update whose gradients overflow is skipped, for every strategy and method),
+            or a ``precision.Precision``. Parameters and optimizer states stay float32.
 
     Under ``torchrun --nproc-per-node N`` (a process group initialised before the call, gloo
     on a CPU or nccl on CUDA; ``train`` never starts one), the loader yields the global
@@ -361,6 +368,7 @@ def train(
     strategy = make_strategy(strategy)
     strategy.setup(loss_fn)
     device = next(model.parameters()).device
+    numerics = precision if isinstance(precision, Precision) else Precision(precision, device)
     try:
         steps_per_epoch = len(train_iter)  # type: ignore[arg-type]
     except TypeError:
@@ -381,6 +389,8 @@ def train(
         state = load_checkpoint(checkpoint, model, saved, scheduler)
         history = History.from_dict(state["history"])
         strategy.load_state_dict(state["extra"].get("strategy", {}))
+        # a checkpoint from before precisions existed was trained in fp32
+        numerics.load_state_dict(state["extra"].get("precision", {"precision": "fp32"}))
         planned = getattr(scheduler, "total_steps", total_steps)  # OneCycleLR's, as saved
         if history.steps != history.epochs * steps_per_epoch or planned != total_steps:
             raise ValueError(
@@ -419,7 +429,9 @@ def train(
                     record = gradient_conflict(model, batch, loss_fn)
                     measuring = time.perf_counter() - t0
                     history.record_conflict(history.steps, record, measuring)
-                stats = strategy.step(step_model, batch, loss_fn, optimizer, history.steps)
+                with active(numerics), numerics.autocast():
+                    stats = strategy.step(step_model, batch, loss_fn, optimizer, history.steps)
+                numerics.end_step()
                 if scheduler is not None:
                     scheduler.step()
                 seconds = time.perf_counter() - start - measuring
@@ -438,7 +450,8 @@ def train(
                 history.record_eval(evaluate(model, test_iter, tasks))
             if checkpoint is not None and distributed.is_main():
                 save_checkpoint(checkpoint, model, optimizer, scheduler, history.to_dict(),
-                                extra={"strategy": strategy.state_dict()})
+                                extra={"strategy": strategy.state_dict(),
+                                       "precision": numerics.state_dict()})
             if checkpoint is not None and sharded:
                 distributed.barrier()  # written before any process goes on (or resumes)
             if on_epoch_end is not None:

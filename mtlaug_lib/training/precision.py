@@ -22,6 +22,7 @@ of the operations' results).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,12 +95,17 @@ class Precision:
     Args:
         name: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         device: where the model runs (fp16 needs CUDA).
+        autocast: False keeps the forward pass in float32 and only scales the loss (fp16's
+            loss scaling alone, on any device). With a power-of-two scale this computes what
+            fp32 does, bit for bit, until an overflow: the tests check the scaling this way on
+            a CPU.
     """
 
-    def __init__(self, name: str, device: torch.device | str) -> None:
+    def __init__(self, name: str, device: torch.device | str, *, autocast: bool = True) -> None:
         check_choice("precision", name, PRECISIONS)
         device = torch.device(device)
-        if name == "fp16" and device.type != "cuda":
+        self.use_autocast = bool(autocast)
+        if name == "fp16" and device.type != "cuda" and self.use_autocast:
             raise ValueError(
                 f"argument 'precision' is 'fp16', but the model is on {device.type!r}: fp16 "
                 "training with loss scaling is for CUDA devices; use precision='bf16' on a CPU "
@@ -109,6 +115,7 @@ class Precision:
         self.device_type = device.type
         self.dtype = DTYPES[name]
         self.scaler = LossScaler() if name == "fp16" else None
+        self.overflowed = False  # set by optimizer_step during a step; read by end_step
 
     @property
     def enabled(self) -> bool:
@@ -118,11 +125,18 @@ class Precision:
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
         """The forward pass's context: autocast to ``dtype``, or nothing for fp32."""
-        if not self.enabled:
+        if not self.enabled or not self.use_autocast:
             yield
             return
         with torch.autocast(self.device_type, dtype=self.dtype):
             yield
+
+    def end_step(self) -> None:
+        """After a training step: update the loss scale (back off if any update of the step
+        overflowed and was skipped)."""
+        if self.scaler is not None:
+            self.scaler.update(not self.overflowed)
+        self.overflowed = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"precision": self.name,
@@ -139,3 +153,65 @@ class Precision:
 
     def __repr__(self) -> str:
         return f"Precision({self.name!r}, {self.device_type!r})"
+
+
+# The run's precision, while ``train`` runs a step: the strategies backpropagate and step
+# through ``backward`` and ``optimizer_step`` below, which scale and unscale when it says so.
+_ACTIVE: contextvars.ContextVar[Precision | None] = contextvars.ContextVar("precision",
+                                                                          default=None)
+
+
+@contextlib.contextmanager
+def active(precision: Precision | None) -> Iterator[None]:
+    """Make ``precision`` the one ``backward``, ``loss_scale`` and ``optimizer_step`` use."""
+    token = _ACTIVE.set(precision)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _scaler() -> LossScaler | None:
+    precision = _ACTIVE.get()
+    return None if precision is None else precision.scaler
+
+
+def loss_scale() -> float:
+    """The active loss scale (1.0 without fp16 loss scaling)."""
+    scaler = _scaler()
+    return 1.0 if scaler is None else scaler.scale
+
+
+def backward(loss: torch.Tensor) -> None:
+    """``loss.backward()``, of the scaled loss under fp16 (so the gradients are scaled until
+    ``optimizer_step`` divides them)."""
+    scaler = _scaler()
+    (loss if scaler is None else scaler.scaled(loss)).backward()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer,
+                   extra: Iterable[torch.nn.Parameter] = ()) -> bool:
+    """``optimizer.step()``; under fp16 first divide the gradients of its parameters (and of
+    ``extra``, parameters another optimizer steps) by the scale, and skip the step if any is
+    not finite (their gradients are then cleared). Returns whether the step was taken."""
+    precision = _ACTIVE.get()
+    scaler = None if precision is None else precision.scaler
+    if scaler is None:
+        optimizer.step()
+        return True
+    params = [p for group in optimizer.param_groups for p in group["params"]] + list(extra)
+    if scaler.unscale(p.grad for p in params):
+        optimizer.step()
+        return True
+    precision.overflowed = True
+    for p in params:
+        p.grad = None
+    return False
+
+
+def skip_step() -> None:
+    """Record that this step's update was skipped for an overflow (a strategy that found its
+    gradients not finite before stepping; ``end_step`` then backs the scale off)."""
+    precision = _ACTIVE.get()
+    if precision is not None:
+        precision.overflowed = True

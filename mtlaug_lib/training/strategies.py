@@ -32,6 +32,7 @@ from ..core.checks import check_choice, check_seed
 from ..core.losses import MultiTaskLoss
 from .distributed import average_gradients, is_distributed
 from .optimizers import OPTIMIZER_MODES
+from .precision import backward, optimizer_step
 from .strategy import (
     Batch,
     OptimizerArg,
@@ -64,8 +65,8 @@ class Joint(Strategy):
         losses = loss_fn.per_task(outputs, batch)
         floats = check_finite(losses, step)
         optimizer.zero_grad(set_to_none=True)
-        loss_fn.total(losses).backward()
-        optimizer.step()
+        backward(loss_fn.total(losses))
+        optimizer_step(optimizer)
         return StepStats(floats, forward=1, backward=1, images=len(batch["image"]))
 
 
@@ -141,9 +142,9 @@ class _ScheduledStrategy(Strategy):
         # gradient (the backbone and this task's head) are the same everywhere: average exactly
         # those, in one bucket. (Plain DDP would wait for the other heads' gradients.)
         opt.zero_grad(set_to_none=True)
-        (loss if weight == 1 else weight * loss).backward()
+        backward(loss if weight == 1 else weight * loss)
         average_gradients(p for group in opt.param_groups for p in group["params"])
-        opt.step()
+        optimizer_step(opt)
         return value
 
     def __repr__(self) -> str:

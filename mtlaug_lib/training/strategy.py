@@ -24,6 +24,7 @@ from torch import nn
 
 from ..core.losses import MultiTaskLoss
 from ..core.models import MultiTaskModel
+from .precision import backward, optimizer_step
 
 Batch = Mapping[str, torch.Tensor]
 OptimizerArg = torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer]  # what step() gets
@@ -153,5 +154,5 @@ def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     # set_to_none=True matters: a head that this loss does not reach keeps grad None, so the
     # optimizer skips it. Zeroed (not None) grads would let Adam move it by its momentum alone.
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    backward(loss)  # loss.backward(), of the scaled loss under fp16 (``precision``)
+    optimizer_step(optimizer)

@@ -34,6 +34,7 @@ from ..distributed import (
 )
 from ..gradient_source import GradientSource, SharedPass, TaskGradients, make_gradient_source
 from ..gradients import gram
+from ..precision import backward, loss_scale, optimizer_step, skip_step
 from ..strategy import Batch, OptimizerArg, StepStats, Strategy, check_finite
 from .base import Combination, WeightingMethod
 from .registry import gradient_methods, make_weighting_method
@@ -163,10 +164,13 @@ class Weighted(Strategy):
         else:
             floats, weights = self._gradient_update(model, batch, loss_fn, optimizer, step, tasks)
             backward = self.gradient_source.backward_passes(len(tasks))
-        optimizer.step()
-        self.method.update()
+        # Under fp16, an update whose gradients overflowed is skipped, the method's own
+        # parameters included (``precision``): weights is None when the task gradients did.
+        if weights is not None and optimizer_step(optimizer, extra=self.method.parameters()):
+            self.method.update()
         return StepStats(floats, forward=1, backward=backward, images=len(batch["image"]),
-                         weights=dict(zip(tasks, weights, strict=True)))
+                         weights=None if weights is None else dict(zip(tasks, weights,
+                                                                       strict=True)))
 
     def _loss_update(
         self,
@@ -190,7 +194,7 @@ class Weighted(Strategy):
         comb = self.method.combine(stacked)
         weights = _finite_weights(comb, self.name, tasks, step)
         optimizer.zero_grad(set_to_none=True)
-        comb.loss.backward()
+        backward(comb.loss)  # of the scaled loss under fp16
         return floats, weights
 
     def _gradient_update(
@@ -214,7 +218,19 @@ class Weighted(Strategy):
         losses = loss_fn.per_task(shared_pass.outputs, batch)
         floats = check_finite(losses, step)
         heads = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in tasks}
-        grads = source.task_gradients(shared_pass, losses, heads)
+        # Under fp16 the losses are scaled for the backward passes and the task gradients divided
+        # by the scale before the method sees them; the heads' gradients stay scaled, like the
+        # shared part's after apply(), until optimizer_step divides them all (``precision``).
+        scale = loss_scale()
+        grads = source.task_gradients(
+            shared_pass, losses if scale == 1.0 else {t: v * scale for t, v in losses.items()},
+            heads)
+        if scale != 1.0:
+            grads.matrix = grads.matrix / scale
+            if not self._all_finite(grads.matrix):  # an overflow: skip this update
+                skip_step()
+                optimizer.zero_grad(set_to_none=True)
+                return floats, None
         G = grads.matrix  # T x D
         finite = torch.isfinite(G).all(dim=1).tolist()
         if not all(finite):
@@ -231,9 +247,18 @@ class Weighted(Strategy):
         comb = self.method.combine(values, G)
         weights = _finite_weights(comb, self.name, tasks, step)
         optimizer.zero_grad(set_to_none=True)
-        source.apply(shared_pass, comb.direction)
+        source.apply(shared_pass, comb.direction * scale if scale != 1.0 else comb.direction)
         grads.write_heads(comb.head_weights.tolist())
         return floats, weights
+
+    @staticmethod
+    def _all_finite(G: torch.Tensor) -> bool:
+        """Whether G is finite on every process (one all-reduce of a flag when distributed,
+        so that every process skips the same steps)."""
+        ok = torch.isfinite(G).all().to(torch.float64).reshape(1)
+        if is_distributed():
+            ok = average(ok)
+        return bool(ok.item() == 1.0)
 
     def _distributed_update(
         self,
@@ -264,7 +289,7 @@ class Weighted(Strategy):
             to_average = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
         weights = _finite_weights(comb, self.name, tasks, step)
         optimizer.zero_grad(set_to_none=True)
-        source.apply(shared_pass, comb.direction)
+        source.apply(shared_pass, comb.direction * loss_scale())
         grads.write_heads(comb.head_weights.tolist())
         average_gradients(to_average)
         return weights
