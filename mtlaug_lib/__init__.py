@@ -80,7 +80,7 @@ from .training.weighting import (
 )
 
 # The course's modules, loaded on first use: the library itself never needs them.
-_COURSE_MODULES = ("exercises", "plots", "report", "execute", "student")
+_COURSE_MODULES = ("exercises", "plots", "report", "parallel", "execute", "student")
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -172,6 +172,7 @@ __all__ = [
     "get_device",
     "load_mnist",
     "load_multidigits",
+    "parallel",
     "plots",
     "report",
     "seed_everything",
