@@ -46,3 +46,25 @@ def test_not_implemented_passes_through() -> None:
 
     with pytest.raises(NotImplementedError):
         exercises.check_feature_size(unsolved)
+
+
+# Checks that take the student's function (the others take a pipeline or a task declaration).
+FUNCTION_CHECKS = sorted(n for n in exercises.__all__ if n.startswith("check_")
+                         and n not in {"check_safe_pipeline", "check_sum_task"})
+
+
+@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+def test_every_check_lets_the_student_editions_placeholder_through(name) -> None:
+    """The student edition replaces a solution with ``raise NotImplementedError(...)``: "Run
+    all" must stop at the exercise with that error, not with a check's verdict."""
+    def unsolved(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("Exercise: replace this line with your solution")
+
+    with pytest.raises(NotImplementedError):
+        getattr(exercises, name)(unsolved)
+
+
+@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+def test_every_check_says_when_it_gets_no_function(name) -> None:
+    with pytest.raises(exercises.ExerciseError, match="expected a function"):
+        getattr(exercises, name)(None)
