@@ -15,7 +15,6 @@ import mtlaug_lib as mtl
 from mtlaug_lib.course import train_command
 from mtlaug_lib.course.experiment import SCHEMA, ConfigError, SeededAugment, load_config, prepare
 from mtlaug_lib.course.experiment import runner as experiment_runner
-from mtlaug_lib.course.experiment.build import train_accepts
 from mtlaug_lib.course.train_command import CONFIG_DIR, main
 
 if sys.version_info >= (3, 11):
@@ -186,12 +185,8 @@ def test_bad_configs_exit_2_with_one_line(case: str, capsys: pytest.CaptureFixtu
     assert not Path("never-written").exists()
 
 
-def test_precision_other_than_fp32_until_train_takes_it(capsys: pytest.CaptureFixture) -> None:
-    if train_accepts("precision"):
-        assert _resolved(capsys, str(QUICK), "--precision", "bf16")["precision"] == "bf16"
-        return
-    assert main([str(QUICK), "--precision", "bf16", "--device", "cpu", "--check"]) == 2
-    assert "no mixed precision yet" in capsys.readouterr().err
+def test_bf16_is_passed_to_train(capsys: pytest.CaptureFixture) -> None:
+    assert _resolved(capsys, str(QUICK), "--precision", "bf16")["precision"] == "bf16"
 
 
 def test_missing_mnist_files_say_how_to_get_them(tmp_path: Path,

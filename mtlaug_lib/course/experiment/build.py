@@ -33,7 +33,6 @@ from ...data import (
     nyuv2_tasks,
     scenes_tasks,
 )
-from ...training.loop import train
 from ...training.registry import make_strategy
 from ...training.strategies import STRATEGIES, Alternating
 from ...training.strategy import Strategy
@@ -221,11 +220,6 @@ def optimizer_factory(config: Mapping[str, Any]) -> Callable[[list[nn.Parameter]
     return lambda params: cls(params, lr=lr, weight_decay=decay)
 
 
-def train_accepts(name: str) -> bool:
-    """Whether ``train`` takes keyword ``name`` (``precision`` arrives with issue 13)."""
-    return name in inspect.signature(train).parameters
-
-
 def resolve_device(config: Mapping[str, Any], local_rank: int | None = None) -> torch.device:
     """The device; under torchrun on CUDA, ``cuda:LOCAL_RANK``. A missing device is an error."""
     name = config["device"]
@@ -248,18 +242,13 @@ def resolve_device(config: Mapping[str, Any], local_rank: int | None = None) -> 
     return device
 
 
-def check_precision(config: Mapping[str, Any], device: torch.device) -> str | None:
-    """The precision to pass to ``train`` (None: do not pass one, fp32)."""
+def check_precision(config: Mapping[str, Any], device: torch.device) -> str:
+    """The precision to pass to ``train``, checked against the device before training."""
     precision = config["precision"]
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("key 'precision' is 'fp16', but the device is the CPU: fp16 needs a "
                           "GPU (its gradient scaler is CUDA's); use 'bf16' or 'fp32' on a CPU")
-    if train_accepts("precision"):
-        return precision
-    if precision != "fp32":
-        raise ConfigError(f"key 'precision' is {precision!r}, but this version of train() "
-                          "has no mixed precision yet: use 'fp32'")
-    return None
+    return precision
 
 
 def run_options(config: Mapping[str, Any], tasks: Mapping[str, Task]) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class Experiment:
     augment: BatchAugment | None
     options: dict[str, Any]
     device: torch.device
-    precision: str | None
+    precision: str
     distributed: Distributed | None = None
     loaders: tuple[Any, Any] | None = field(default=None, repr=False)
 
@@ -254,7 +254,7 @@ def run(experiment: Experiment, *, resume: bool = False, overwrite: bool = False
     if experiment.augment is not None:
         start = _resumed_step(checkpoint) if resume and checkpoint is not None else 0
         augment = build.SeededAugment(experiment.augment, config["seed"], start)
-    extra = {} if experiment.precision is None else {"precision": experiment.precision}
+    extra = {"precision": experiment.precision}
 
     def on_epoch_end(history: History) -> None:
         if experiment.writes:
