@@ -17,7 +17,9 @@ from mtlaug_lib.course.execute import current_env_kernel_manager
 from mtlaug_lib.course.student import (
     BEGIN_SOLUTION,
     END_SOLUTION,
+    TEXT_PLACEHOLDER,
     SolutionMarkerError,
+    exercise_part_start,
     main,
     make_student_notebook,
     write_student_edition,
@@ -160,6 +162,40 @@ def test_teacher_notebook_is_not_modified_and_copy_is_valid() -> None:
     assert len(student.cells) == len(teacher.cells)
 
 
+def _written_answer(text: str) -> nbformat.NotebookNode:
+    """A manually graded answer cell as ``mtlaug-nbgrader annotate`` writes one."""
+    cell = new_markdown_cell(text)
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "nb01-ex3-open", "locked": False,
+                                 "points": 2, "schema_version": 3, "solution": True,
+                                 "task": False}
+    return cell
+
+
+def test_written_answer_text_is_replaced_and_other_markdown_kept() -> None:
+    teacher = _teacher()
+    teacher.cells.append(new_markdown_cell("### Exercise 3 (open): why?\n\nExplain."))
+    teacher.cells.append(_written_answer("**Model answer.** Because of Exercise 2: a secret."))
+
+    student = make_student_notebook(teacher)
+
+    assert student.cells[-1].source == TEXT_PLACEHOLDER
+    assert student.cells[-1].metadata == teacher.cells[-1].metadata  # nbgrader still finds it
+    assert student.cells[-2].source == teacher.cells[-2].source  # the question stays
+    assert "secret" not in nbformat.writes(student)
+
+
+def test_the_exercise_part_starts_at_the_first_exercise_heading_or_solution() -> None:
+    teacher = _teacher()
+    assert exercise_part_start(teacher.cells) == 2  # "## Exercises"
+    teacher.cells[2].source = "Some prose."
+    assert exercise_part_start(teacher.cells) == 3  # the first solution cell
+    # once nbgrader has replaced the markers, its solution flag still marks the cell
+    teacher.cells[3].source = "def double(v):\n    raise NotImplementedError()"
+    teacher.cells[3].metadata["nbgrader"] = {"solution": True}
+    assert exercise_part_start(teacher.cells) == 3
+    assert exercise_part_start(teacher.cells[:2]) == 2  # no exercise: nothing to clear
+
+
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
@@ -292,6 +328,22 @@ def test_real_notebook_solutions_do_not_survive(path: Path) -> None:
                 )
         assert BEGIN_SOLUTION not in student.cells[index].source
         assert END_SOLUTION not in student.cells[index].source
+
+
+@pytest.mark.parametrize("path", _real_notebook_params())
+def test_real_notebook_model_answers_do_not_survive(path: Path) -> None:
+    teacher = nbformat.read(path, as_version=4)
+    student = make_student_notebook(teacher, name=str(path))
+    markdown = [(i, cell) for i, cell in enumerate(teacher.cells) if cell.cell_type == "markdown"]
+    answers = [i for i, cell in markdown if cell.metadata.get("nbgrader", {}).get("solution")]
+    opens = [i for i, cell in markdown if "(open)" in cell.source]
+
+    assert [i + 1 for i in opens] == answers  # one written answer right after each open heading
+    text = "\n".join(cell.source for cell in student.cells)
+    for index in answers:
+        assert student.cells[index].source == TEXT_PLACEHOLDER
+        for line in filter(None, teacher.cells[index].source.splitlines()):
+            assert line not in text, f"{path.name}, cell {index}: answer line {line!r} survives"
 
 
 def _first_check_after(nb: nbformat.NotebookNode, index: int) -> int | None:

@@ -1,4 +1,8 @@
-"""The course's figures. Each function returns its Figure; the notebook calls ``plt.show()``."""
+"""The course's figures. Each function returns its Figure; the notebook calls ``plt.show()``.
+
+Titles in Chinese: call ``plots.use_cjk_fonts()`` once first (see ``course.fonts``); importing
+this module changes no matplotlib setting.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from torch import nn
 
 from ..core.architectures import MTAN, Branched, CrossStitch, MMoE, stage
 from ..core.models import MultiTaskModel
+from .fonts import find_cjk_font as find_cjk_font  # re-exported: plots.find_cjk_font()
+from .fonts import use_cjk_fonts as use_cjk_fonts  # re-exported: plots.use_cjk_fonts()
 
 # Mask overlay colours: background transparent, left digit orange, right digit blue.
 MASK_COLOURS = ((0.0, 0.0, 0.0, 0.0), (1.0, 0.55, 0.0, 0.6), (0.1, 0.45, 1.0, 0.6))

@@ -13,9 +13,11 @@ The student edition replaces every such block, markers included, with (indented 
     raise NotImplementedError("Exercise 2: count the parameters: replace this line with ...")
 
 so that a student who runs the notebook stops at the first exercise with a message that says
-what to do. The outputs of the exercise part (the solution cells and every code cell after the
-first exercise heading, checks included) are cleared, since they would show the answers;
-earlier cells keep their outputs so the edition still reads like the course.
+what to do. A markdown cell that nbgrader's metadata marks as a written answer (the model answer
+of an open exercise, added by ``mtlaug-nbgrader annotate``) gets ``YOUR ANSWER HERE`` instead of
+the teacher's text. The outputs of the exercise part (the solution cells and every code cell
+after the first exercise heading, checks included) are cleared, since they would show the
+answers; earlier cells keep their outputs so the edition still reads like the course.
 
 Command line::
 
@@ -23,8 +25,10 @@ Command line::
     mtlaug-student --out handout notebooks/01_backbone.ipynb
     python -m mtlaug_lib.course.student
 
-This is what nbgrader's ClearSolutions does, without nbgrader's database and course layout;
-teachers who use nbgrader can take the teacher notebooks as they are.
+This is what nbgrader's ClearSolutions does, without nbgrader's database and course layout,
+and it needs no nbgrader. Teachers who use nbgrader take the teacher notebooks, which carry
+nbgrader's cell metadata, through ``mtlaug-nbgrader setup`` (``mtlaug_lib.course.grading``);
+its release clears the same exercise part (``exercise_part_start``).
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ __all__ = [
     "BEGIN_SOLUTION",
     "EDITION_KEY",
     "END_SOLUTION",
+    "TEXT_PLACEHOLDER",
     "SolutionMarkerError",
+    "exercise_part_start",
+    "is_written_answer",
     "main",
     "make_student_notebook",
     "write_student_edition",
@@ -57,6 +64,8 @@ __all__ = [
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 PLACEHOLDER_COMMENT = "# YOUR CODE HERE"
+TEXT_PLACEHOLDER = "YOUR ANSWER HERE"
+"""What replaces a written answer's text; nbgrader's ClearSolutions writes the same."""
 EDITION_KEY = "mtlaug_edition"
 """Notebook metadata key; the student edition sets it to ``"student"``."""
 
@@ -175,6 +184,34 @@ def _starts_exercises(markdown: str) -> bool:
 # --------------------------------------------------------------------------- a notebook
 
 
+def _nbgrader_flag(cell: NotebookNode, key: str) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get(key, False))
+
+
+def is_written_answer(cell: NotebookNode) -> bool:
+    """Whether a cell is a manually graded written answer: markdown, nbgrader ``solution``."""
+    return cell.cell_type == "markdown" and _nbgrader_flag(cell, "solution")
+
+
+def exercise_part_start(cells: Sequence[NotebookNode]) -> int:
+    """Index of the first cell of a notebook's exercise part (``len(cells)`` if none).
+
+    The part starts at the first markdown cell with an "Exercise" or "Exercises" heading, or
+    at the first code cell that holds a solution (markers, or nbgrader's ``solution`` flag,
+    which stays after nbgrader has replaced the markers), whichever comes first. The student
+    edition and the nbgrader release (``grading_release``) clear the outputs of every code
+    cell from there on: the checks' stored "Correct! ..." would give answers away.
+    """
+    for index, cell in enumerate(cells):
+        source = _source(cell)
+        if cell.cell_type == "markdown" and _starts_exercises(source):
+            return index
+        if cell.cell_type == "code" and (has_solution(source) or _nbgrader_flag(cell, "solution")):
+            return index
+    return len(cells)
+
+
 def _clear_outputs(cell: NotebookNode) -> None:
     cell.outputs = []
     cell.execution_count = None
@@ -185,9 +222,10 @@ def make_student_notebook(nb: NotebookNode, *, name: str = "notebook") -> Notebo
 
     Every solution block is replaced by a placeholder that raises NotImplementedError naming
     the exercise (the nearest preceding markdown heading containing "Exercise", else
-    "Exercise N" with N counting solution cells). Code cells from the first exercise heading
-    or the first solution cell on (whichever comes first) lose their outputs and execution
-    counts. The notebook metadata gets ``"mtlaug_edition": "student"``.
+    "Exercise N" with N counting solution cells). Every written answer cell
+    (``is_written_answer``: the model answer of an open exercise) gets ``TEXT_PLACEHOLDER``
+    as its whole text. Code cells of the exercise part (``exercise_part_start``) lose their
+    outputs and execution counts. The notebook metadata gets ``"mtlaug_edition": "student"``.
 
     Args:
         nb: an nbformat v4 notebook.
@@ -200,21 +238,21 @@ def make_student_notebook(nb: NotebookNode, *, name: str = "notebook") -> Notebo
 
     student = nbformat.from_dict(copy.deepcopy(nb))
     current_exercise: str | None = None
-    in_exercises = False
+    start = exercise_part_start(student.cells)
     solutions = 0
     for index, cell in enumerate(student.cells):
-        if cell.cell_type == "markdown":
-            source = _source(cell)
-            current_exercise = exercise_name(source) or current_exercise
-            in_exercises = in_exercises or _starts_exercises(source)
+        if is_written_answer(cell):
+            # Checked before the heading rule: the teacher's text may itself name an exercise.
+            cell.source = TEXT_PLACEHOLDER
+        elif cell.cell_type == "markdown":
+            current_exercise = exercise_name(_source(cell)) or current_exercise
         elif cell.cell_type == "code":
             source = _source(cell)
             if has_solution(source):
                 solutions += 1
                 exercise = current_exercise or f"Exercise {solutions}"
                 cell.source = replace_solutions(source, exercise, where=f"{name}, cell {index}")
-                in_exercises = True
-            if in_exercises:
+            if index >= start:
                 _clear_outputs(cell)
     student.metadata[EDITION_KEY] = "student"
     return student
