@@ -329,6 +329,9 @@ def test_solutions_are_folded_and_the_xmode_line_is_dropped() -> None:
     for other in ("check", "open", "plain"):
         assert staging.FOLDED_INPUT_TAG not in shown[other]["metadata"].get("tags", [])
     assert shown["check"]["outputs"] == [STREAM]  # other outputs are left as they are
+    assert shown["open"]["source"] == (f"```{{admonition}} {staging.ANSWER_TITLE}\n"
+                                       ":class: dropdown\n\nAn answer.\n```")
+    assert shown["md"]["source"] == "# Title"  # other markdown is left as it is
     assert shown["double"]["outputs"] == [STREAM, IMAGE, IMAGE, AFTER]
 
 

@@ -15,7 +15,9 @@ and tags that myst-nb and sphinx-book-theme read:
   the page's margin (``div.cell.tag_full-width``).
 - solutions folded: an exercise's solution cell (nbgrader's ``solution`` cell that is not
   graded by hand) gets the ``hide-input`` tag, so a reader sees a "show code" toggle and can
-  try the exercise first.
+  try the exercise first; an open exercise's model answer (nbgrader's written answer, a
+  markdown cell) goes into an admonition with the ``dropdown`` class (sphinx-togglebutton),
+  closed until the reader opens it.
 - the harness's one line: every notebook's setup cell runs ``%xmode Minimal`` (errors shown as
   type and message), which prints "Exception reporting mode: Minimal"; that line is dropped
   from the stream output. Nothing else of any output is changed.
@@ -45,6 +47,8 @@ HIDDEN_INPUT_TAG = "remove-input"
 CONTINUED_SOURCE = "# (more figures of the cell above)"
 FOLDED_INPUT_TAG = "hide-input"
 """myst-nb's tag for an input shown behind a toggle (the exercises' solutions)."""
+ANSWER_TITLE = "A model answer (open it after trying the exercise)"
+"""The title of the dropdown that holds an open exercise's model answer."""
 XMODE_LINE = "Exception reporting mode: Minimal\n"
 """What ``%xmode Minimal`` prints in every notebook's setup cell: harness, not course."""
 
@@ -55,8 +59,25 @@ def _is_solution(cell: Mapping[str, Any]) -> bool:
     return cell.get("cell_type") == "code" and grading.get("solution") and not grading.get("grade")
 
 
+def _is_written_answer(cell: Mapping[str, Any]) -> bool:
+    """An open exercise's answer: a markdown cell nbgrader marks as a solution graded by hand."""
+    grading = cell.get("metadata", {}).get("nbgrader", {})
+    return (cell.get("cell_type") == "markdown" and bool(grading.get("solution"))
+            and bool(grading.get("grade")))
+
+
+def _folded_markdown(text: str) -> str:
+    """``text`` inside a closed dropdown; the fence is longer than any backtick run in it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in text.split("\n") if set(run) == {"`"}),
+                                 default=0))
+    return f"{fence}{{admonition}} {ANSWER_TITLE}\n:class: dropdown\n\n{text}\n{fence}"
+
+
 def _without_harness(cell: dict[str, Any]) -> dict[str, Any]:
     """``cell`` with its solution folded and the ``%xmode`` line dropped (changed in place)."""
+    if _is_written_answer(cell):
+        source = cell.get("source", "")
+        cell["source"] = _folded_markdown("".join(source) if isinstance(source, list) else source)
     if _is_solution(cell) and FOLDED_INPUT_TAG not in cell.get("metadata", {}).get("tags", []):
         metadata = cell.setdefault("metadata", {})
         metadata["tags"] = [*metadata.get("tags", []), FOLDED_INPUT_TAG]
