@@ -16,8 +16,9 @@ c = get_config()  # noqa: F821 (nbgrader defines it when it loads this file)
 c.GenerateAssignment.preprocessors = release_preprocessors()
 
 # Autograde runs the whole notebook, lesson included, before the checks. nbgrader stops a cell
-# after 30 s by default and scores every later check 0; notebook 06 trains 34 small models in
-# about three minutes on a 2-core CPU and notebook 07 27 in about two and a half, a few of
-# those per cell, so single cells take 60 s and more there. 600 s a cell (mtlaug-execute's
-# default too) leaves room for a machine several times slower and still stops an endless loop.
+# after 30 s by default and scores every later check 0. Measured on a 2-core CPU (nbclient's
+# cell timings, one run of each notebook), the longest cell of notebooks 02 to 07 takes 41 s to
+# 94 s (07's scenes at equal compute: 94 s; 06: 89 s; 05: 73 s). 600 s a cell
+# (mtlaug-execute's default too) leaves room for a machine six times slower and still stops
+# an endless loop.
 c.Execute.timeout = 600
